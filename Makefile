@@ -1,0 +1,55 @@
+# pg_recall: PGXS build.  `make demo` and `make test` first install what is
+# missing (scripts/setup.sh), so they work before pg_config exists.
+
+EXTENSION = pg_recall
+MODULE_big = pg_recall
+OBJS = \
+	src/pg_recall.o \
+	src/config.o \
+	src/wiped.o \
+	src/json_field.o \
+	src/actor.o \
+	src/guard.o \
+	src/events.o \
+	src/event_log.o \
+	src/payload.o \
+	src/dispatcher.o \
+	src/recall_fn.o \
+	src/registry.o
+
+DATA = sql/pg_recall--1.0.sql
+
+# pg_regress suites: every sql/*.sql but the install scripts
+REGRESS = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/pg_recall--%,$(wildcard sql/*.sql))))
+REGRESS_OPTS = --inputdir=. --load-extension=pg_recall
+# isolation specs live in test/specs with expected output in test/expected
+ISOLATION = $(sort $(patsubst test/specs/%.spec,%,$(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --outputdir=output_iso --load-extension=pg_recall
+
+PG_CPPFLAGS = -Isrc
+PG_CFLAGS = -Wall -Werror
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+
+.PHONY: setup demo test bench
+
+ifneq ($(PGXS),)
+include $(PGXS)
+else
+all:
+	@echo "pg_config not found: run 'make demo' or 'make test' (they install PostgreSQL 15), or scripts/setup.sh" >&2
+	@exit 1
+endif
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	@bash scripts/test.sh
+
+bench: setup
+	@bash scripts/bench.sh

@@ -1,0 +1,422 @@
+/*-------------------------------------------------------------------------
+ *
+ * config.c
+ *	  Per-relation cache of recall.tables settings.
+ *
+ * Triggers fire once per row, so the registry is read once per relation
+ * and kept in CacheMemoryContext, with column names resolved to attribute
+ * numbers of the relation the trigger fired on (a partition's attribute
+ * numbers may differ from its parent's).  A relcache invalidation of the
+ * relation or of its enabled table marks the entry stale; recall.enable()
+ * and recall.disable() send one.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "pg_recall.h"
+
+static HTAB *RecallTableHash = NULL;
+
+/*
+ * Plans and contexts of reloaded entries.  A plan may still be running (a
+ * recall.recall() whose UPDATE fires the trigger that reloads), so they
+ * are freed at the end of the transaction, not at reload.
+ */
+static List *retired_plans = NIL;
+static List *retired_contexts = NIL;
+
+/* Queue an entry's plans and memory for freeing at transaction end. */
+static void
+retire_entry(RecallTable *entry)
+{
+	SPIPlanPtr	plans[2] = {entry->update_plan, entry->exists_plan};
+	MemoryContext oldcxt;
+
+	if (entry->mcxt == NULL)
+		return;
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	for (int i = 0; i < 2; i++)
+		if (plans[i] != NULL)
+			retired_plans = lappend(retired_plans, plans[i]);
+	retired_contexts = lappend(retired_contexts, entry->mcxt);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Free what retire_entry queued, once no statement can be using it. */
+static void
+config_xact_callback(XactEvent event, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != XACT_EVENT_COMMIT && event != XACT_EVENT_ABORT &&
+		event != XACT_EVENT_PREPARE)
+		return;
+	foreach(lc, retired_plans)
+		SPI_freeplan((SPIPlanPtr) lfirst(lc));
+	foreach(lc, retired_contexts)
+		MemoryContextDelete((MemoryContext) lfirst(lc));
+	list_free(retired_plans);
+	list_free(retired_contexts);
+	retired_plans = NIL;
+	retired_contexts = NIL;
+}
+
+/* Mark entries of the relation, or of its enabled table, stale. */
+static void
+recall_relcache_callback(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	RecallTable *entry;
+
+	if (RecallTableHash == NULL)
+		return;
+	hash_seq_init(&status, RecallTableHash);
+	while ((entry = (RecallTable *) hash_seq_search(&status)) != NULL)
+	{
+		if (relid == InvalidOid || entry->relid == relid ||
+			entry->root_relid == relid)
+			entry->valid = false;
+	}
+}
+
+/* Register the invalidation callback; called from _PG_init. */
+void
+recall_config_init(void)
+{
+	CacheRegisterRelcacheCallback(recall_relcache_callback, (Datum) 0);
+	RegisterXactCallback(config_xact_callback, NULL);
+}
+
+/* The role that owns the recall schema, i.e. the extension's owner. */
+Oid
+recall_extension_owner(void)
+{
+	Oid			nspid = get_namespace_oid("recall", false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nspid);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* Attribute number of a named column of rel; error if it is gone. */
+static AttrNumber
+resolve_column(Relation rel, const char *name)
+{
+	int			attnum = SPI_fnumber(RelationGetDescr(rel), name);
+
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						name, RelationGetRelationName(rel)),
+				 errhint("The column is named in recall.tables; run recall.enable() again.")));
+	return (AttrNumber) attnum;
+}
+
+/* Text of a registry column, copied into the current context; NULL if null. */
+static char *
+registry_text(HeapTuple tup, TupleDesc desc, int fnumber)
+{
+	/* output function: the registry mixes text and name columns */
+	return SPI_getvalue(tup, desc, fnumber);
+}
+
+/* A datum of type typid (with typmod) read from its text form. */
+static Datum
+datum_from_literal(const char *literal, Oid typid, int32 typmod)
+{
+	Oid			infunc;
+	Oid			ioparam;
+
+	getTypeInputInfo(typid, &infunc, &ioparam);
+	return OidInputFunctionCall(infunc, unconstify(char *, literal), ioparam, typmod);
+}
+
+/*
+ * Look up the registry row for relid; if relid is a partition, for the
+ * nearest enabled ancestor.  Returns the row's copy in SPI context and the
+ * enabled table, or NULL.
+ */
+static HeapTuple
+find_registry_row(Relation rel, Oid *root_relid, TupleDesc *desc)
+{
+	Oid			relid = RelationGetRelid(rel);
+	List	   *candidates = list_make1_oid(relid);
+	ListCell   *lc;
+
+	if (rel->rd_rel->relispartition)
+		candidates = list_concat(candidates, get_partition_ancestors(relid));
+
+	foreach(lc, candidates)
+	{
+		Oid			argtypes[1] = {REGCLASSOID};
+		Datum		values[1];
+		int			ret;
+
+		values[0] = ObjectIdGetDatum(lfirst_oid(lc));
+		ret = SPI_execute_with_args(
+									"SELECT key_columns, content, wiped_values, sender, sent_at,"
+									" sent_at_unit, conversation, recall_window, channel,"
+									" on_recalled_write, actor_source, actor_setting, actor_claim"
+									" FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) $1",
+									1, argtypes, values, NULL, true, 1);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+		if (SPI_processed == 1)
+		{
+			*root_relid = lfirst_oid(lc);
+			*desc = SPI_tuptable->tupdesc;
+			return SPI_tuptable->vals[0];
+		}
+	}
+	return NULL;
+}
+
+/* Fill entry (in its own new context) from the registry; false if absent. */
+static bool
+load_entry(RecallTable *entry, Relation rel)
+{
+	MemoryContext newcxt;
+	MemoryContext oldcxt;
+	HeapTuple	row;
+	TupleDesc	desc;
+	TupleDesc	reldesc = RelationGetDescr(rel);
+	Oid			root_relid;
+	bool		isnull;
+	Datum	   *elems;
+	int			nelems;
+	int			ncontent;
+	Datum	   *wiped;
+	bool	   *wipednulls;
+	char	   *s;
+	RecallTable fresh;
+	MemoryContext callercxt = CurrentMemoryContext;
+
+	elog(DEBUG1, "pg_recall: loading settings of relation \"%s\"", RelationGetRelationName(rel));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	row = find_registry_row(rel, &root_relid, &desc);
+	if (row == NULL)
+	{
+		SPI_finish();
+		return false;
+	}
+
+	/* Built under the caller's context; kept only once complete. */
+	newcxt = AllocSetContextCreate(callercxt, "pg_recall table",
+								   ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(newcxt);
+
+	memset(&fresh, 0, sizeof(fresh));
+	fresh.relid = RelationGetRelid(rel);
+	fresh.mcxt = newcxt;
+	fresh.root_relid = root_relid;
+	fresh.qualified_name =
+		quote_qualified_identifier(get_namespace_name(get_rel_namespace(root_relid)),
+								   get_rel_name(root_relid));
+
+	/* key columns */
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(row, desc, 1, &isnull)),
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR,
+					  &elems, NULL, &nelems);
+	fresh.nkeys = nelems;
+	fresh.key_attnums = palloc(sizeof(AttrNumber) * nelems);
+	fresh.key_types = palloc(sizeof(Oid) * nelems);
+	fresh.key_names = palloc(sizeof(char *) * nelems);
+	for (int i = 0; i < nelems; i++)
+	{
+		char	   *name = pstrdup(NameStr(*DatumGetName(elems[i])));
+
+		fresh.key_names[i] = name;
+		fresh.key_attnums[i] = resolve_column(rel, name);
+		fresh.key_types[i] = TupleDescAttr(reldesc, fresh.key_attnums[i] - 1)->atttypid;
+	}
+
+	/* content columns and their wiped values */
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(row, desc, 2, &isnull)),
+					  NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR,
+					  &elems, NULL, &ncontent);
+	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(row, desc, 3, &isnull)),
+					  TEXTOID, -1, false, TYPALIGN_INT,
+					  &wiped, &wipednulls, &nelems);
+	if (nelems != ncontent)
+		elog(ERROR, "recall.tables row of \"%s\" has %d content columns but %d wiped values",
+			 RelationGetRelationName(rel), ncontent, nelems);
+	fresh.ncontent = ncontent;
+	fresh.content = palloc0(sizeof(RecallContentColumn) * ncontent);
+	for (int i = 0; i < ncontent; i++)
+	{
+		RecallContentColumn *col = &fresh.content[i];
+		Form_pg_attribute att;
+		const char *empty;
+
+		col->attnum = resolve_column(rel, NameStr(*DatumGetName(elems[i])));
+		att = TupleDescAttr(reldesc, col->attnum - 1);
+		col->typid = att->atttypid;
+		col->typlen = att->attlen;
+		col->typbyval = att->attbyval;
+		col->wiped_isnull = wipednulls[i];
+		if (!wipednulls[i])
+			col->wiped = datum_from_literal(TextDatumGetCString(wiped[i]),
+											att->atttypid, att->atttypmod);
+		empty = recall_empty_literal(att->atttypid);
+		if (empty != NULL)
+		{
+			col->has_empty = true;
+			col->empty = datum_from_literal(empty, att->atttypid, att->atttypmod);
+		}
+	}
+
+	fresh.recalled_at_att = resolve_column(rel, "recalled_at");
+	fresh.recalled_by_att = resolve_column(rel, "recalled_by");
+	fresh.reason_att = resolve_column(rel, "recall_reason");
+
+	if ((s = registry_text(row, desc, 4)) != NULL)
+		fresh.sender_att = resolve_column(rel, s);
+	if ((s = registry_text(row, desc, 5)) != NULL)
+	{
+		fresh.sent_at_att = resolve_column(rel, s);
+		fresh.sent_at_type = getBaseType(TupleDescAttr(reldesc, fresh.sent_at_att - 1)->atttypid);
+	}
+	if ((s = registry_text(row, desc, 6)) != NULL)
+		fresh.sent_at_divisor = (strcmp(s, "ms") == 0) ? 1000 : 1;
+	if ((s = registry_text(row, desc, 7)) != NULL)
+		fresh.conversation_att = resolve_column(rel, s);
+	{
+		Datum		w = SPI_getbinval(row, desc, 8, &isnull);
+
+		if (!isnull)
+		{
+			fresh.has_window = true;
+			fresh.window = *DatumGetIntervalP(w);
+		}
+	}
+	fresh.channel = registry_text(row, desc, 9);
+	s = registry_text(row, desc, 10);
+	fresh.keep_wiped = (s != NULL && strcmp(s, "keep_wiped") == 0);
+	s = registry_text(row, desc, 11);
+	if (s == NULL || strcmp(s, "statement") == 0)
+		fresh.actor_source = ACTOR_SOURCE_STATEMENT;
+	else if (strcmp(s, "role") == 0)
+		fresh.actor_source = ACTOR_SOURCE_ROLE;
+	else if (strcmp(s, "setting") == 0)
+		fresh.actor_source = ACTOR_SOURCE_SETTING;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized actor_source \"%s\" in recall.tables", s)));
+	fresh.actor_setting = registry_text(row, desc, 12);
+	fresh.actor_claim = registry_text(row, desc, 13);
+	fresh.valid = true;
+
+	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
+
+	/* Complete: replace the old entry's contents. */
+	MemoryContextSetParent(newcxt, CacheMemoryContext);
+	retire_entry(entry);
+	*entry = fresh;
+	return true;
+}
+
+/*
+ * The settings for rel, from cache.  If rel (or an ancestor, for a
+ * partition) is not enabled: NULL when missing_ok, else an error.
+ */
+RecallTable *
+recall_get_table(Relation rel, bool missing_ok)
+{
+	Oid			relid = RelationGetRelid(rel);
+	RecallTable *entry;
+	bool		found;
+
+	if (RecallTableHash == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(RecallTable);
+		ctl.hcxt = CacheMemoryContext;
+		RecallTableHash = hash_create("pg_recall tables", 32, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	entry = (RecallTable *) hash_search(RecallTableHash, &relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		memset(entry, 0, sizeof(RecallTable));
+		entry->relid = relid;
+	}
+	if (entry->valid)
+		return entry;
+
+	if (!load_entry(entry, rel))
+	{
+		if (entry->mcxt == NULL)
+			hash_search(RecallTableHash, &relid, HASH_REMOVE, NULL);
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not enabled for recall",
+						RelationGetRelationName(rel)),
+				 errhint("Call recall.enable() on the table first.")));
+	}
+	return entry;
+}
+
+/* As recall_get_table, by OID; the relation must exist. */
+RecallTable *
+recall_get_table_by_oid(Oid relid, bool missing_ok)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	RecallTable *cfg = recall_get_table(rel, missing_ok);
+
+	relation_close(rel, AccessShareLock);
+	return cfg;
+}
+
+/* Output-function text of a column of tuple; NULL (and *isnull) if null. */
+char *
+recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum, bool *isnull)
+{
+	bool		null;
+	Datum		d = heap_getattr(tuple, attnum, tupdesc, &null);
+	Oid			typoutput;
+	bool		typisvarlena;
+	Oid			typid = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
+
+	if (isnull)
+		*isnull = null;
+	if (null)
+		return NULL;
+	if (typid == TEXTOID || typid == VARCHAROID)
+		return TextDatumGetCString(d);
+	getTypeOutputInfo(typid, &typoutput, &typisvarlena);
+	return OidOutputFunctionCall(typoutput, d);
+}

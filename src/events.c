@@ -1,0 +1,455 @@
+/*-------------------------------------------------------------------------
+ *
+ * events.c
+ *	  The recall's event row, audit row and notification.
+ *
+ * "~recall_event" (AFTER UPDATE row, WHEN the NULL -> non-NULL transition
+ * of recalled_at, so nothing is queued for other updates) appends one row
+ * to recall.events per recalled message, and one to recall.audit when
+ * admin power was used.  Both are written as the extension's owner: the
+ * application needs no privilege on them.
+ *
+ * "~recall_notify" (AFTER UPDATE statement) sends one notification per
+ * statement: the single form for one message, the bulk form for several
+ * or for a payload that would not fit.  Rows recalled by a statement that
+ * fires no statement trigger of the enabled table (an UPDATE aimed at one
+ * partition) are notified at pre-commit.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "commands/trigger.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+
+#include "pg_recall.h"
+
+PG_FUNCTION_INFO_V1(recall_event_trigger);
+PG_FUNCTION_INFO_V1(recall_notify_trigger);
+
+/* Events of one table not yet notified, per subtransaction. */
+typedef struct PendingNotify
+{
+	Oid			root_relid;
+	SubTransactionId subid;
+	char	   *channel;
+	char	   *table_name;
+	int64		count;
+	int64		first_seq;
+	int64		last_seq;
+	char	   *single_payload; /* the single form, while count == 1 */
+} PendingNotify;
+
+/* in TopTransactionContext; reset at transaction end */
+static List *pending = NIL;
+
+/*
+ * With the background dispatcher, events of one statement share a
+ * dispatch group (numbered per transaction), so that it can send one
+ * notification per statement after commit.
+ */
+static int32 dispatch_group = 1;
+static bool group_has_events = false;
+static bool xact_has_events = false;
+
+/* Plans for the two logs, prepared once per backend and kept. */
+static SPIPlanPtr event_plan = NULL;
+static SPIPlanPtr audit_plan = NULL;
+
+/* Prepare a statement and keep it for the backend's life. */
+static SPIPlanPtr
+prepare_kept(const char *sql, int nargs, Oid *argtypes)
+{
+	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(plan);
+	return plan;
+}
+
+/* Append a value of a key column as JSON: numbers and booleans bare. */
+static void
+append_json_value(StringInfo buf, Datum value, Oid typid)
+{
+	Oid			typoutput;
+	bool		typisvarlena;
+	char	   *text;
+	char		category;
+	bool		preferred;
+
+	getTypeOutputInfo(typid, &typoutput, &typisvarlena);
+	text = OidOutputFunctionCall(typoutput, value);
+	get_type_category_preferred(getBaseType(typid), &category, &preferred);
+	if (category == TYPCATEGORY_BOOLEAN)
+		appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
+	else if (category == TYPCATEGORY_NUMERIC &&
+			 strspn(text, "0123456789+-.eE") == strlen(text) && text[0] != '\0')
+		appendStringInfoString(buf, text);
+	else
+		escape_json(buf, text);
+}
+
+/* The message key of a row as a compact JSON object. */
+static char *
+key_json(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < cfg->nkeys; i++)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, cfg->key_attnums[i], tupdesc, &isnull);
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, cfg->key_names[i]);
+		appendStringInfoChar(&buf, ':');
+		if (isnull)
+			appendStringInfoString(&buf, "null");
+		else
+			append_json_value(&buf, d, cfg->key_types[i]);
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/* Remember an event for the statement's notification. */
+static void
+pending_add(RecallTable *cfg, int64 seq, const char *payload)
+{
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	PendingNotify *p = NULL;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+
+	foreach(lc, pending)
+	{
+		PendingNotify *q = (PendingNotify *) lfirst(lc);
+
+		if (q->root_relid == cfg->root_relid && q->subid == subid)
+		{
+			p = q;
+			break;
+		}
+	}
+
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	if (p == NULL)
+	{
+		p = palloc0(sizeof(PendingNotify));
+		p->root_relid = cfg->root_relid;
+		p->subid = subid;
+		p->channel = pstrdup(cfg->channel);
+		p->table_name = pstrdup(cfg->qualified_name);
+		p->first_seq = seq;
+		p->last_seq = seq;
+		p->single_payload = pstrdup(payload);
+		pending = lappend(pending, p);
+	}
+	else if (p->single_payload != NULL)
+	{
+		pfree(p->single_payload);
+		p->single_payload = NULL;
+	}
+	p->count++;
+	p->first_seq = Min(p->first_seq, seq);
+	p->last_seq = Max(p->last_seq, seq);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Send the notifications of pending events of one table, or of all. */
+static void
+pending_flush(Oid root_relid)
+{
+	/* the statement is over: the next one's events form a new group */
+	if (group_has_events)
+	{
+		dispatch_group++;
+		group_has_events = false;
+	}
+	while (pending != NIL)
+	{
+		PendingNotify *head = NULL;
+		int64		count = 0;
+		int64		first = 0;
+		int64		last = 0;
+		const char *single = NULL;
+		List	   *rest = NIL;
+		ListCell   *lc;
+		MemoryContext oldcxt;
+
+		/* merge every entry of the first matching table */
+		foreach(lc, pending)
+		{
+			PendingNotify *p = (PendingNotify *) lfirst(lc);
+
+			if (head == NULL && (root_relid == InvalidOid || p->root_relid == root_relid))
+				head = p;
+			if (head != NULL && p->root_relid == head->root_relid)
+			{
+				first = count ? Min(first, p->first_seq) : p->first_seq;
+				last = count ? Max(last, p->last_seq) : p->last_seq;
+				count += p->count;
+				single = p->single_payload;
+			}
+			else
+			{
+				oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+				rest = lappend(rest, p);
+				MemoryContextSwitchTo(oldcxt);
+			}
+		}
+		if (head == NULL)
+			return;
+		pending = rest;
+
+		if (count == 1 && single != NULL && strlen(single) < RECALL_PAYLOAD_MAX)
+			Async_Notify(head->channel, single);
+		else
+			Async_Notify(head->channel,
+						 recall_bulk_payload(head->table_name, count, first, last));
+	}
+}
+
+/* Forget pending events at transaction end; send leftovers at pre-commit. */
+static void
+events_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			pending_flush(InvalidOid);
+			break;
+		case XACT_EVENT_COMMIT:
+			if (xact_has_events && recall_dispatcher_enabled)
+				recall_dispatcher_wake_at_commit();
+			/* FALLTHROUGH */
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pending = NIL;		/* its memory goes with the transaction */
+			dispatch_group = 1;
+			group_has_events = false;
+			xact_has_events = false;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Drop the events of an aborted subtransaction; hand others to the parent. */
+static void
+events_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending)
+		{
+			PendingNotify *p = (PendingNotify *) lfirst(lc);
+
+			if (p->subid == mySubid)
+				pending = foreach_delete_current(pending, lc);
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending)
+		{
+			PendingNotify *p = (PendingNotify *) lfirst(lc);
+
+			if (p->subid == mySubid)
+				p->subid = parentSubid;
+		}
+	}
+}
+
+/* Register the transaction callbacks; called from _PG_init. */
+void
+recall_events_init(void)
+{
+	RegisterXactCallback(events_xact_callback, NULL);
+	RegisterSubXactCallback(events_subxact_callback, NULL);
+}
+
+/*
+ * recall.event_trigger(): AFTER UPDATE FOR EACH ROW, on the recall
+ * transition only (its WHEN clause).
+ */
+Datum
+recall_event_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	RecallTable *cfg;
+	Relation	rel;
+	TupleDesc	tupdesc;
+	HeapTuple	oldtup;
+	HeapTuple	newtup;
+	char	   *actor;
+	char	   *reason;
+	char	   *conversation = NULL;
+	bool		isnull;
+	bool		privileged;
+	Datum		recalled_at;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			ret;
+	int64		seq;
+	char	   *payload;
+	char	   *pk;
+	Datum		values[9];
+	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager",
+						"recall.event_trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired AFTER UPDATE FOR EACH ROW",
+						"recall.event_trigger")));
+
+	rel = trigdata->tg_relation;
+	tupdesc = RelationGetDescr(rel);
+	oldtup = trigdata->tg_trigtuple;
+	newtup = trigdata->tg_newtuple;
+	cfg = recall_get_table(rel, false);
+
+	/* only the NULL -> non-NULL transition is a recall */
+	if (!heap_attisnull(oldtup, cfg->recalled_at_att, tupdesc) ||
+		heap_attisnull(newtup, cfg->recalled_at_att, tupdesc))
+		return PointerGetDatum(NULL);
+
+	recalled_at = heap_getattr(newtup, cfg->recalled_at_att, tupdesc, &isnull);
+	actor = recall_text_of(newtup, tupdesc, cfg->recalled_by_att, &isnull);
+	if (isnull)
+		actor = "";
+	reason = recall_text_of(newtup, tupdesc, cfg->reason_att, &isnull);
+	if (cfg->conversation_att != InvalidAttrNumber)
+		conversation = recall_text_of(newtup, tupdesc, cfg->conversation_att, &isnull);
+	/* the guard let it through: as the sender, or with admin power */
+	privileged = !recall_is_self(cfg, oldtup, tupdesc, actor,
+								 GetCurrentTransactionStartTimestamp(), NULL);
+
+	pk = key_json(cfg, newtup, tupdesc);
+	values[0] = ObjectIdGetDatum(cfg->root_relid);
+	values[1] = conversation ? CStringGetTextDatum(conversation) : (Datum) 0;
+	nulls[1] = conversation ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(actor);
+	values[3] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
+	values[4] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
+	nulls[4] = reason ? ' ' : 'n';
+	values[5] = BoolGetDatum(privileged);
+	values[6] = recalled_at;
+	values[7] = CStringGetTextDatum(pk);
+	values[8] = Int32GetDatum(dispatch_group);
+	nulls[8] = recall_dispatcher_enabled ? ' ' : 'n';
+
+	/* written as the extension's owner: callers need no grant on the logs */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(recall_extension_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (event_plan == NULL)
+	{
+		Oid			argtypes[9] = {REGCLASSOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID,
+		BOOLOID, TIMESTAMPTZOID, TEXTOID, INT4OID};
+
+		event_plan = prepare_kept("INSERT INTO recall.events (xid, tbl, pk, conversation, actor,"
+								  " db_role, reason, privileged, recalled_at, dispatch_group)"
+								  " VALUES (pg_catalog.pg_current_xact_id(), $1,"
+								  " $8::pg_catalog.jsonb, $2, $3, $4, $5, $6, $7, $9)"
+								  " RETURNING seq",
+								  9, argtypes);
+	}
+	ret = SPI_execute_plan(event_plan, values, nulls, false, 1);
+	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "insert into recall.events failed: %s", SPI_result_code_string(ret));
+	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	if (privileged)
+	{
+		Datum		avalues[5] = {values[0], values[7], values[2], values[3], values[4]};
+		char		anulls[5] = {' ', ' ', ' ', ' ', nulls[4]};
+
+		if (audit_plan == NULL)
+		{
+			Oid			argtypes[5] = {REGCLASSOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
+
+			audit_plan = prepare_kept("INSERT INTO recall.audit (at, xid, action, tbl, pk, actor,"
+									  " db_role, reason)"
+									  " VALUES (pg_catalog.now(), pg_catalog.pg_current_xact_id(),"
+									  " 'recall', $1, $2::pg_catalog.jsonb, $3, $4, $5)",
+									  5, argtypes);
+		}
+		ret = SPI_execute_plan(audit_plan, avalues, anulls, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "insert into recall.audit failed: %s", SPI_result_code_string(ret));
+	}
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	group_has_events = true;
+	xact_has_events = true;
+	if (!recall_dispatcher_enabled)
+	{
+		payload = recall_single_payload(cfg->qualified_name, pk, conversation, seq,
+										DatumGetTimestampTz(recalled_at));
+		pending_add(cfg, seq, payload);
+	}
+	return PointerGetDatum(NULL);
+}
+
+/*
+ * recall.notify_trigger(): AFTER UPDATE FOR EACH STATEMENT.  Cheap when
+ * the statement recalled nothing.
+ */
+Datum
+recall_notify_trigger(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" was not called by trigger manager",
+						"recall.notify_trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("function \"%s\" must be fired AFTER ... FOR EACH STATEMENT",
+						"recall.notify_trigger")));
+
+	if (pending != NIL || group_has_events)
+		pending_flush(RelationGetRelid(trigdata->tg_relation));
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,140 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_recall.h
+ *	  Shared declarations of the pg_recall extension.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_RECALL_H
+#define PG_RECALL_H
+
+#include "postgres.h"
+
+#include "access/attnum.h"
+#include "access/htup.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+
+/* NOTIFY refuses payloads of this many bytes or more (async.c). */
+#define RECALL_PAYLOAD_MAX 8000
+
+/* Where the actor of a recall comes from (recall.tables.actor_source). */
+typedef enum RecallActorSource
+{
+	ACTOR_SOURCE_STATEMENT,
+	ACTOR_SOURCE_ROLE,
+	ACTOR_SOURCE_SETTING
+} RecallActorSource;
+
+/* One content column: what it is wiped to, and its type's empty value. */
+typedef struct RecallContentColumn
+{
+	AttrNumber	attnum;
+	Oid			typid;
+	int16		typlen;
+	bool		typbyval;
+	bool		wiped_isnull;
+	Datum		wiped;
+	bool		has_empty;		/* empty value of the type, also accepted */
+	Datum		empty;
+} RecallContentColumn;
+
+/*
+ * Settings of an enabled table, resolved against one relation: the enabled
+ * table itself, or one of its partitions (attribute numbers may differ).
+ * Cached per relation OID in CacheMemoryContext; rebuilt after a relcache
+ * invalidation of the relation or of the enabled table.
+ */
+typedef struct RecallTable
+{
+	Oid			relid;			/* hash key: the relation the trigger fired on */
+	bool		valid;
+	MemoryContext mcxt;			/* everything below lives here */
+
+	Oid			root_relid;		/* the enabled table (recall.tables.tbl) */
+	char	   *qualified_name; /* "schema.table", quoted as needed */
+	char	   *channel;
+
+	int			nkeys;
+	AttrNumber *key_attnums;
+	Oid		   *key_types;
+	char	  **key_names;
+
+	int			ncontent;
+	RecallContentColumn *content;
+
+	AttrNumber	recalled_at_att;
+	AttrNumber	recalled_by_att;
+	AttrNumber	reason_att;
+
+	AttrNumber	sender_att;		/* InvalidAttrNumber if none */
+	AttrNumber	sent_at_att;
+	Oid			sent_at_type;
+	int			sent_at_divisor;	/* 1 for seconds, 1000 for ms, 0 timestamps */
+	AttrNumber	conversation_att;
+	bool		has_window;
+	Interval	window;
+
+	bool		keep_wiped;
+
+	RecallActorSource actor_source;
+	char	   *actor_setting;
+	char	   *actor_claim;
+
+	/* recall.recall()'s plans, prepared on first use and kept */
+	SPIPlanPtr	update_plan;
+	SPIPlanPtr	exists_plan;
+} RecallTable;
+
+/* pg_recall.c */
+extern char *recall_actor_guc;
+extern char *recall_reason_guc;
+
+/* config.c */
+extern RecallTable *recall_get_table(Relation rel, bool missing_ok);
+extern RecallTable *recall_get_table_by_oid(Oid relid, bool missing_ok);
+extern Oid	recall_extension_owner(void);
+extern void recall_config_init(void);
+extern const char *recall_empty_literal(Oid typid);
+extern char *recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum,
+							bool *isnull);
+extern bool recall_content_is_wiped(RecallContentColumn *col, Datum value,
+									bool isnull, bool *is_exactly_wiped);
+
+/* json_field.c */
+extern char *recall_jsonb_scalar_text(JsonbValue *v);
+extern char *recall_jsonb_field_text(Jsonb *jb, const char *key, bool *is_object);
+extern Jsonb *recall_parse_jsonb(const char *text);
+
+/* actor.c */
+extern char *recall_resolve_actor(RecallTable *cfg, const char *given);
+extern char *recall_given_reason(const char *given);
+extern void recall_refuse(RecallTable *cfg, const char *actor, const char *message,
+						  const char *detail, const char *hint) pg_attribute_noreturn();
+
+/* guard.c */
+extern bool recall_is_self(RecallTable *cfg, HeapTuple oldtup, TupleDesc tupdesc,
+						   const char *actor, TimestampTz now,
+						   TimestampTz *window_end);
+
+/* event_log.c */
+extern bool recall_parse_cursor(const char *cursor, uint64 *xid, int64 *seq);
+
+/* payload.c */
+extern char *recall_single_payload(const char *table, const char *pk_json,
+								   const char *conversation, int64 seq, TimestampTz at);
+extern char *recall_bulk_payload(const char *table, int64 count, int64 first_seq,
+								 int64 last_seq);
+extern char *recall_jsonb_compact(Jsonb *jb);
+
+/* dispatcher.c */
+extern bool recall_dispatcher_enabled;
+extern void recall_dispatcher_register(void);
+extern void recall_dispatcher_wake_at_commit(void);
+
+/* events.c */
+extern void recall_events_init(void);
+
+#endif							/* PG_RECALL_H */

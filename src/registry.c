@@ -1,0 +1,115 @@
+/*-------------------------------------------------------------------------
+ *
+ * registry.c
+ *	  Writes to recall.tables on behalf of a table's owner.
+ *
+ * recall.enable() and recall.disable() run with the caller's rights, so
+ * that every change to the user's table is one its owner could make.  The
+ * registry itself is written here, after checking that the caller owns the
+ * table, as the extension's owner; then a relcache invalidation of the
+ * table makes every backend reload its cached settings.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+
+#include "pg_recall.h"
+
+PG_FUNCTION_INFO_V1(recall_registry_put);
+PG_FUNCTION_INFO_V1(recall_registry_delete);
+
+/* Error unless the current user owns relid (superusers do). */
+static void
+check_table_owner(Oid relid)
+{
+	char		relkind = get_rel_relkind(relid);
+
+	if (relkind == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+	if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
+					   get_rel_name(relid));
+}
+
+/* Run one registry statement as the extension's owner. */
+static uint64
+registry_exec(const char *sql, Oid argtype, Datum arg, int expected)
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			ret;
+	uint64		processed;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(recall_extension_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0);
+	if (ret != expected)
+		elog(ERROR, "registry statement failed: %s", SPI_result_code_string(ret));
+	processed = SPI_processed;
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	return processed;
+}
+
+/*
+ * recall._registry_put(entry recall.tables): insert or replace the row of
+ * entry.tbl.
+ */
+Datum
+recall_registry_put(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader entry = PG_GETARG_HEAPTUPLEHEADER(0);
+	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	bool		isnull;
+	Oid			relid;
+
+	relid = DatumGetObjectId(GetAttributeByName(entry, "tbl", &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("registry entry has no table")));
+	check_table_owner(relid);
+
+	registry_exec("DELETE FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl",
+				  rowtype, PG_GETARG_DATUM(0), SPI_OK_DELETE);
+	registry_exec("INSERT INTO recall.tables SELECT ($1).*",
+				  rowtype, PG_GETARG_DATUM(0), SPI_OK_INSERT);
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_VOID();
+}
+
+/*
+ * recall._registry_delete(tbl regclass) returns boolean: remove the row of
+ * tbl; true if there was one.
+ */
+Datum
+recall_registry_delete(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	uint64		n;
+
+	check_table_owner(relid);
+	n = registry_exec("DELETE FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) $1",
+					  REGCLASSOID, ObjectIdGetDatum(relid), SPI_OK_DELETE);
+	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_BOOL(n > 0);
+}

@@ -1,0 +1,152 @@
+/*-------------------------------------------------------------------------
+ *
+ * wiped.c
+ *	  The wiped value of a content column.
+ *
+ * A nullable content column is wiped to NULL.  A NOT NULL one is wiped to
+ * its DEFAULT when that is a constant (the DBA's tombstone), else to the
+ * empty value of its type.  recall.enable() fixes the values through
+ * recall._wiped_value(); the triggers compare against them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
+#include "rewrite/rewriteHandler.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "pg_recall.h"
+
+PG_FUNCTION_INFO_V1(recall_wiped_value);
+
+/*
+ * Text of the empty value of a type (domains resolved), or NULL when the
+ * type has none: string types and bytea, json and jsonb, arrays, tsvector.
+ */
+const char *
+recall_empty_literal(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+	char		category;
+	bool		preferred;
+
+	if (base == BYTEAOID)
+		return "\\x";
+	if (base == JSONOID || base == JSONBOID)
+		return "{}";
+	if (base == TSVECTOROID)
+		return "";
+	if (OidIsValid(get_element_type(base)))
+		return "{}";
+	get_type_category_preferred(base, &category, &preferred);
+	if (category == TYPCATEGORY_STRING)
+		return "";
+	return NULL;
+}
+
+/*
+ * Does value hold col's wiped value?  Its type's empty value counts too (a
+ * table's own trigger may recompute '' or an empty tsvector from wiped
+ * content): *is_exact tells whether the value needs no normalising.
+ */
+bool
+recall_content_is_wiped(RecallContentColumn *col, Datum value, bool isnull,
+						bool *is_exact)
+{
+	bool		exact;
+
+	if (col->wiped_isnull)
+		exact = isnull;
+	else
+		exact = !isnull && datum_image_eq(value, col->wiped, col->typbyval, col->typlen);
+	*is_exact = exact;
+	if (exact)
+		return true;
+	return !isnull && col->has_empty &&
+		datum_image_eq(value, col->empty, col->typbyval, col->typlen);
+}
+
+/*
+ * recall._wiped_value(tbl regclass, col name) returns text
+ *
+ * The wiped value of a content column as text, NULL for a nullable column;
+ * 22023 for a NOT NULL column with neither a constant default nor an empty
+ * value.
+ */
+Datum
+recall_wiped_value(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Name		colname = PG_GETARG_NAME(1);
+	Relation	rel;
+	int			attnum;
+	Form_pg_attribute att;
+	Node	   *def;
+	char	   *literal = NULL;
+
+	rel = relation_open(relid, AccessShareLock);
+	attnum = SPI_fnumber(RelationGetDescr(rel), NameStr(*colname));
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						NameStr(*colname), RelationGetRelationName(rel))));
+	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+
+	if (!att->attnotnull)
+	{
+		relation_close(rel, AccessShareLock);
+		PG_RETURN_NULL();
+	}
+
+	/* a constant DEFAULT is the tombstone the DBA chose */
+	def = build_column_default(rel, attnum);
+	if (def != NULL)
+	{
+		def = eval_const_expressions(NULL, def);
+		if (IsA(def, Const) && !((Const *) def)->constisnull)
+		{
+			Const	   *c = (Const *) def;
+			Oid			typoutput;
+			bool		typisvarlena;
+
+			getTypeOutputInfo(c->consttype, &typoutput, &typisvarlena);
+			literal = OidOutputFunctionCall(typoutput, c->constvalue);
+		}
+	}
+
+	if (literal == NULL)
+	{
+		const char *empty = recall_empty_literal(att->atttypid);
+
+		if (empty == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("content column \"%s\" of type %s is NOT NULL and has no wiped value",
+							NameStr(*colname), format_type_be(att->atttypid)),
+					 errdetail("A NOT NULL content column is wiped to its constant default, or to the empty value of a string, bytea, json, jsonb, array or tsvector type."),
+					 errhint("Drop the NOT NULL constraint of column \"%s\", or give it a constant default to serve as the tombstone.",
+							 NameStr(*colname))));
+		literal = pstrdup(empty);
+
+		/* the column's own input function (domain checks included) must accept it */
+		{
+			Oid			infunc;
+			Oid			ioparam;
+
+			getTypeInputInfo(att->atttypid, &infunc, &ioparam);
+			(void) OidInputFunctionCall(infunc, literal, ioparam, att->atttypmod);
+		}
+	}
+
+	relation_close(rel, AccessShareLock);
+	PG_RETURN_TEXT_P(cstring_to_text(literal));
+}
