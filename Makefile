@@ -11,6 +11,7 @@ OBJS = \
 	src/actor.o \
 	src/guard.o \
 	src/events.o \
+	src/copies.o \
 	src/event_log.o \
 	src/payload.o \
 	src/dispatcher.o \
@@ -27,6 +28,8 @@ ISOLATION = $(sort $(patsubst test/specs/%.spec,%,$(wildcard test/specs/*.spec))
 ISOLATION_OPTS = --inputdir=test --outputdir=output_iso --load-extension=pg_recall
 
 PG_CPPFLAGS = -Isrc
+# every source includes the shared header
+RECALL_HEADERS = src/pg_recall.h
 PG_CFLAGS = -Wall -Werror
 
 PG_CONFIG ?= pg_config
@@ -41,6 +44,8 @@ all:
 	@echo "pg_config not found: run 'make demo' or 'make test' (they install PostgreSQL 15), or scripts/setup.sh" >&2
 	@exit 1
 endif
+
+$(OBJS): $(RECALL_HEADERS)
 
 setup:
 	@bash scripts/setup.sh

@@ -62,6 +62,8 @@ CREATE TABLE recall.events (
 -- events_after() reads in (xid, seq) order from a cursor
 CREATE INDEX events_xid_seq_idx ON recall.events (xid, seq);
 CREATE INDEX events_recalled_at_idx ON recall.events (recalled_at);
+-- copy guards ask whether a deleted message was recalled
+CREATE INDEX events_tbl_pk_idx ON recall.events (tbl, pk);
 COMMENT ON TABLE recall.events IS 'one row per recalled message; never holds content';
 REVOKE ALL ON recall.events FROM PUBLIC;
 
@@ -76,6 +78,22 @@ CREATE TABLE recall.dispatch_state (
 INSERT INTO recall.dispatch_state (xid, seq)
     SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()), 0;
 REVOKE ALL ON recall.dispatch_state FROM PUBLIC;
+
+-- Copies of messages' text in other rows, wiped or deleted with them.
+CREATE TABLE recall.copies (
+    tbl           regclass NOT NULL,
+    copy          regclass NOT NULL,
+    match         name[] NOT NULL,
+    content       name[],
+    wiped_values  text[],
+    action        text NOT NULL CHECK (action IN ('wipe', 'delete')),
+    PRIMARY KEY (tbl, copy, match),
+    CHECK ((action = 'wipe') = (content IS NOT NULL))
+);
+CREATE INDEX copies_copy_idx ON recall.copies (copy);
+COMMENT ON TABLE recall.copies IS 'copies of enabled tables'' messages (quotes, previews, side tables, versions)';
+SELECT pg_catalog.pg_extension_config_dump('recall.copies', '');
+GRANT SELECT ON recall.copies TO PUBLIC;
 
 -- Privileged actions.  Never holds content.
 CREATE TABLE recall.audit (
@@ -127,6 +145,17 @@ CREATE FUNCTION recall._registry_put(entry recall.tables) RETURNS void
 
 CREATE FUNCTION recall._registry_delete(tbl regclass) RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_registry_delete' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION recall._copies_put(entry recall.copies) RETURNS void
+    AS 'MODULE_PATHNAME', 'recall_copies_put' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION recall._copies_delete(entry recall.copies) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'recall_copies_delete' LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION recall.copy_guard_trigger() RETURNS trigger
+    AS 'MODULE_PATHNAME', 'recall_copy_guard_trigger' LANGUAGE C;
+COMMENT ON FUNCTION recall.copy_guard_trigger() IS
+    'row trigger on a copy table: a row pointing at a recalled message is wiped or not kept';
 -- Both check that the caller owns the table, then write as the extension's
 -- owner: callers need no privilege on the registry itself.
 
@@ -602,6 +631,7 @@ LANGUAGE plpgsql AS $disable$
 DECLARE
     rel  pg_catalog.pg_class;
     cfg  recall.tables;
+    c    recall.copies;
 BEGIN
     rel := recall._check_owner(tbl, 'disable');
     SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = disable.tbl;
@@ -613,6 +643,10 @@ BEGIN
     EXECUTE format('DROP VIEW IF EXISTS %I.%I',
                    (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = rel.relnamespace),
                    cfg.view_name);
+    FOR c IN SELECT * FROM recall.copies x WHERE x.tbl = disable.tbl LOOP
+        PERFORM recall._copies_delete(c);
+        PERFORM recall._copy_guards(c.copy);
+    END LOOP;
     PERFORM recall._registry_delete(tbl);
 END
 $disable$;
@@ -680,6 +714,201 @@ $rs$;
 COMMENT ON FUNCTION recall.recall_sender(regclass, text, text, timestamptz, timestamptz) IS
     'recall every message of one sender (optionally in [since, until)); returns the count';
 
+-- Copies ------------------------------------------------------------------
+
+-- (Re)create the guard triggers of a copy table from its registrations.
+CREATE FUNCTION recall._copy_guards(copy regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    cond_all  text;
+    cond_del  text;
+BEGIN
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger g
+               WHERE g.tgrelid = copy AND g.tgname = '~recall_copy_guard' AND g.tgparentid = 0) THEN
+        EXECUTE format('DROP TRIGGER "~recall_copy_guard" ON %s', copy);
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_trigger g
+               WHERE g.tgrelid = copy AND g.tgname = '~recall_copy_delete' AND g.tgparentid = 0) THEN
+        EXECUTE format('DROP TRIGGER "~recall_copy_delete" ON %s', copy);
+    END IF;
+
+    -- fire only for rows that point at a message at all
+    SELECT pg_catalog.string_agg(DISTINCT '(' || (SELECT pg_catalog.string_agg(format('NEW.%I IS NOT NULL', m), ' AND ')
+                                              FROM pg_catalog.unnest(x.match) AS u(m)) || ')', ' OR '),
+           pg_catalog.string_agg(DISTINCT '(' || (SELECT pg_catalog.string_agg(format('NEW.%I IS NOT NULL', m), ' AND ')
+                                              FROM pg_catalog.unnest(x.match) AS u(m)) || ')', ' OR ')
+               FILTER (WHERE x.action = 'delete')
+      INTO cond_all, cond_del
+    FROM recall.copies x WHERE x.copy = _copy_guards.copy;
+
+    IF cond_all IS NOT NULL THEN
+        EXECUTE format('CREATE TRIGGER "~recall_copy_guard" BEFORE INSERT OR UPDATE ON %s '
+                       'FOR EACH ROW WHEN (%s) EXECUTE FUNCTION recall.copy_guard_trigger()',
+                       copy, cond_all);
+    END IF;
+    IF cond_del IS NOT NULL THEN
+        EXECUTE format('CREATE TRIGGER "~recall_copy_delete" AFTER UPDATE ON %s '
+                       'FOR EACH ROW WHEN (%s) EXECUTE FUNCTION recall.copy_guard_trigger()',
+                       copy, cond_del);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION recall.add_copy(tbl regclass, copy regclass, match name[],
+                                content name[] DEFAULT NULL,
+                                action text DEFAULT 'wipe')
+RETURNS void
+LANGUAGE plpgsql AS $add_copy$
+DECLARE
+    crel    pg_catalog.pg_class;
+    cfg     recall.tables;
+    entry   recall.copies;
+    col     name;
+    att     record;
+    wiped   text[] := '{}';
+    keytyp  oid;
+    i       integer;
+    conds   text[] := '{}';
+    sets    text;
+BEGIN
+    IF tbl IS NULL OR copy IS NULL THEN
+        RAISE EXCEPTION 'table and copy must not be null' USING ERRCODE = '22004';
+    END IF;
+    PERFORM recall._check_owner(tbl, 'register copies of');
+    crel := recall._check_owner(copy, 'register copies in');
+    SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = add_copy.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is not enabled for recall', tbl
+            USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
+    END IF;
+    IF action IS NULL OR action NOT IN ('wipe', 'delete') THEN
+        RAISE EXCEPTION 'unrecognized copy action "%"', action
+            USING ERRCODE = '22023', HINT = 'Use ''wipe'' or ''delete''.';
+    END IF;
+
+    IF match IS NULL OR pg_catalog.cardinality(match) <> pg_catalog.cardinality(cfg.key_columns) THEN
+        RAISE EXCEPTION 'match must name % column(s), one per key column of table %',
+                        pg_catalog.cardinality(cfg.key_columns), tbl
+            USING ERRCODE = '22023',
+                  DETAIL = format('The key of table %s is (%s).', tbl,
+                                  pg_catalog.array_to_string(cfg.key_columns, ', '));
+    END IF;
+    FOR i IN 1 .. pg_catalog.cardinality(match) LOOP
+        SELECT a.atttypid INTO att FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = copy AND a.attname = match[i] AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND OR match[i] IS NULL THEN
+            RAISE EXCEPTION 'column "%" of relation "%" does not exist', match[i], crel.relname
+                USING ERRCODE = '42703';
+        END IF;
+        SELECT a.atttypid INTO keytyp FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = cfg.key_columns[i];
+        BEGIN
+            EXECUTE format('SELECT NULL::%s::%s, NULL::%s::%s',
+                           keytyp::regtype, att.atttypid::regtype, att.atttypid::regtype, keytyp::regtype);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'match column "%" of type % cannot hold key column "%" of type %',
+                            match[i], att.atttypid::regtype, cfg.key_columns[i], keytyp::regtype
+                USING ERRCODE = '22023';
+        END;
+    END LOOP;
+
+    IF action = 'wipe' THEN
+        IF content IS NULL OR pg_catalog.cardinality(content) = 0 THEN
+            RAISE EXCEPTION 'a ''wipe'' copy needs content columns' USING ERRCODE = '22023';
+        END IF;
+        FOREACH col IN ARRAY content LOOP
+            IF col IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                          WHERE a.attrelid = copy AND a.attname = col
+                                            AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, crel.relname
+                    USING ERRCODE = '42703';
+            END IF;
+            IF col = ANY (match) THEN
+                RAISE EXCEPTION 'content column "%" is a match column', col USING ERRCODE = '22023';
+            END IF;
+            IF copy = tbl AND col = ANY (cfg.key_columns) THEN
+                RAISE EXCEPTION 'content column "%" is part of the message key', col USING ERRCODE = '22023';
+            END IF;
+            IF (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(content) AS u(c) WHERE u.c = col) > 1 THEN
+                RAISE EXCEPTION 'content column "%" is listed more than once', col USING ERRCODE = '22023';
+            END IF;
+            wiped := pg_catalog.array_append(wiped, recall._wiped_value(copy, col));
+        END LOOP;
+    ELSIF content IS NOT NULL AND pg_catalog.cardinality(content) > 0 THEN
+        RAISE EXCEPTION 'a ''delete'' copy takes no content columns' USING ERRCODE = '22023';
+    END IF;
+
+    -- a copy lookup must not scan the table
+    IF NOT EXISTS (
+        SELECT FROM pg_catalog.pg_index x
+        WHERE x.indrelid = copy
+          AND (SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
+               FROM pg_catalog.unnest(x.indkey[0:pg_catalog.cardinality(match) - 1])
+                    WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = copy AND a.attnum = k.attnum)
+              @> match)
+    THEN
+        RAISE NOTICE 'no index of % starts with the match columns (%)', copy,
+                     pg_catalog.array_to_string(match, ', ')
+            USING DETAIL = 'Each recall then scans the copy table.',
+                  HINT = format('CREATE INDEX ON %s (%s);', copy,
+                                (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(m), ', ')
+                                 FROM pg_catalog.unnest(match) AS u(m)));
+    END IF;
+
+    entry.tbl := tbl;
+    entry.copy := copy;
+    entry.match := match;
+    entry.content := CASE WHEN action = 'wipe' THEN content END;
+    entry.wiped_values := CASE WHEN action = 'wipe' THEN wiped END;
+    entry.action := action;
+    PERFORM recall._copies_put(entry);
+    PERFORM recall._copy_guards(copy);
+
+    -- copies of messages recalled already are treated at once
+    FOR i IN 1 .. pg_catalog.cardinality(match) LOOP
+        SELECT a.atttypid INTO keytyp FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = cfg.key_columns[i];
+        conds := conds || format('m.%I::%s = t.%I', match[i], keytyp::regtype, cfg.key_columns[i]);
+    END LOOP;
+    IF action = 'wipe' THEN
+        SELECT pg_catalog.string_agg(format('%I = %s', c,
+                   CASE WHEN w IS NULL THEN 'NULL' ELSE pg_catalog.quote_literal(w) END), ', ')
+          INTO sets
+        FROM ROWS FROM (pg_catalog.unnest(content), pg_catalog.unnest(wiped)) AS u(c, w);
+        EXECUTE format('UPDATE %s m SET %s WHERE EXISTS (SELECT FROM %s t WHERE %s AND t.recalled_at IS NOT NULL)',
+                       copy, sets, tbl, pg_catalog.array_to_string(conds, ' AND '));
+    ELSE
+        EXECUTE format('DELETE FROM %s m WHERE EXISTS (SELECT FROM %s t WHERE %s AND t.recalled_at IS NOT NULL)',
+                       copy, tbl, pg_catalog.array_to_string(conds, ' AND '));
+    END IF;
+END
+$add_copy$;
+COMMENT ON FUNCTION recall.add_copy(regclass, regclass, name[], name[], text) IS
+    'register a table holding copies of tbl''s messages, wiped or deleted on recall';
+
+CREATE FUNCTION recall.drop_copy(tbl regclass, copy regclass, match name[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    entry recall.copies;
+BEGIN
+    PERFORM recall._check_owner(tbl, 'unregister copies of');
+    PERFORM recall._check_owner(copy, 'unregister copies in');
+    entry.tbl := tbl;
+    entry.copy := copy;
+    entry.match := match;
+    entry.action := 'delete';
+    IF NOT recall._copies_delete(entry) THEN
+        RAISE EXCEPTION 'copy of table % in % matched by (%) is not registered', tbl, copy,
+                        pg_catalog.array_to_string(match, ', ')
+            USING ERRCODE = '42704';
+    END IF;
+    PERFORM recall._copy_guards(copy);
+END
+$$;
+COMMENT ON FUNCTION recall.drop_copy(regclass, regclass, name[]) IS
+    'unregister a copy table and drop its guard triggers when it has no other registration';
+
 -- With pg_recall preloaded, start this database's dispatcher at commit.
 CREATE FUNCTION recall._wake_dispatcher() RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_wake_dispatcher' LANGUAGE C VOLATILE;
@@ -689,6 +918,10 @@ SELECT recall._wake_dispatcher();
 CREATE FUNCTION recall._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    DELETE FROM recall.copies c
+    USING pg_catalog.pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+      AND d.objid IN (c.tbl::oid, c.copy::oid);
     DELETE FROM recall.tables t
     USING pg_catalog.pg_event_trigger_dropped_objects() d
     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = t.tbl::oid

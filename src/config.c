@@ -48,16 +48,39 @@ static List *retired_contexts = NIL;
 static void
 retire_entry(RecallTable *entry)
 {
-	SPIPlanPtr	plans[2] = {entry->update_plan, entry->exists_plan};
+	SPIPlanPtr	plans[3] = {entry->event_plan, entry->update_plan, entry->exists_plan};
 	MemoryContext oldcxt;
 
 	if (entry->mcxt == NULL)
 		return;
 	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		if (plans[i] != NULL)
 			retired_plans = lappend(retired_plans, plans[i]);
 	retired_contexts = lappend(retired_contexts, entry->mcxt);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Queue a kept plan for freeing at transaction end (NULL: nothing). */
+void
+recall_retire_plan(SPIPlanPtr plan)
+{
+	MemoryContext oldcxt;
+
+	if (plan == NULL)
+		return;
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	retired_plans = lappend(retired_plans, plan);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Queue a cache context for deletion at transaction end. */
+void
+recall_retire_context(MemoryContext cxt)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+	retired_contexts = lappend(retired_contexts, cxt);
 	MemoryContextSwitchTo(oldcxt);
 }
 

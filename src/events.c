@@ -64,8 +64,7 @@ static int32 dispatch_group = 1;
 static bool group_has_events = false;
 static bool xact_has_events = false;
 
-/* Plans for the two logs, prepared once per backend and kept. */
-static SPIPlanPtr event_plan = NULL;
+/* The audit INSERT, prepared once per backend and kept. */
 static SPIPlanPtr audit_plan = NULL;
 
 /* Prepare a statement and keep it for the backend's life. */
@@ -81,52 +80,39 @@ prepare_kept(const char *sql, int nargs, Oid *argtypes)
 	return plan;
 }
 
-/* Append a value of a key column as JSON: numbers and booleans bare. */
-static void
-append_json_value(StringInfo buf, Datum value, Oid typid)
+/* Fixed parameters of the event plan; the key values follow. */
+#define EVENT_FIXED_PARAMS 8
+
+/*
+ * Prepare the event INSERT of cfg's relation.  The key is made jsonb by
+ * jsonb_build_object from the key's own types, as the copy guards do, so
+ * that both spell a key the same way.
+ */
+static SPIPlanPtr
+prepare_event_plan(RecallTable *cfg)
 {
-	Oid			typoutput;
-	bool		typisvarlena;
-	char	   *text;
-	char		category;
-	bool		preferred;
+	StringInfoData sql;
+	Oid		   *argtypes = palloc(sizeof(Oid) * (EVENT_FIXED_PARAMS + cfg->nkeys));
 
-	getTypeOutputInfo(typid, &typoutput, &typisvarlena);
-	text = OidOutputFunctionCall(typoutput, value);
-	get_type_category_preferred(getBaseType(typid), &category, &preferred);
-	if (category == TYPCATEGORY_BOOLEAN)
-		appendStringInfoString(buf, DatumGetBool(value) ? "true" : "false");
-	else if (category == TYPCATEGORY_NUMERIC &&
-			 strspn(text, "0123456789+-.eE") == strlen(text) && text[0] != '\0')
-		appendStringInfoString(buf, text);
-	else
-		escape_json(buf, text);
-}
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "INSERT INTO recall.events (xid, tbl, pk, conversation, actor,"
+						   " db_role, reason, privileged, recalled_at, dispatch_group)"
+						   " VALUES (pg_catalog.pg_current_xact_id(), $1, ");
+	recall_append_key_object(&sql, cfg->key_names, cfg->nkeys, EVENT_FIXED_PARAMS + 1, NULL);
+	appendStringInfoString(&sql, ", $2, $3, $4, $5, $6, $7, $8) RETURNING seq, pk");
 
-/* The message key of a row as a compact JSON object. */
-static char *
-key_json(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
+	argtypes[0] = REGCLASSOID;
+	argtypes[1] = TEXTOID;
+	argtypes[2] = TEXTOID;
+	argtypes[3] = NAMEOID;
+	argtypes[4] = TEXTOID;
+	argtypes[5] = BOOLOID;
+	argtypes[6] = TIMESTAMPTZOID;
+	argtypes[7] = INT4OID;
 	for (int i = 0; i < cfg->nkeys; i++)
-	{
-		bool		isnull;
-		Datum		d = heap_getattr(tup, cfg->key_attnums[i], tupdesc, &isnull);
-
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		escape_json(&buf, cfg->key_names[i]);
-		appendStringInfoChar(&buf, ':');
-		if (isnull)
-			appendStringInfoString(&buf, "null");
-		else
-			append_json_value(&buf, d, cfg->key_types[i]);
-	}
-	appendStringInfoChar(&buf, '}');
-	return buf.data;
+		argtypes[EVENT_FIXED_PARAMS + i] = cfg->key_types[i];
+	return prepare_kept(sql.data, EVENT_FIXED_PARAMS + cfg->nkeys, argtypes);
 }
 
 /* Remember an event for the statement's notification. */
@@ -317,8 +303,10 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 	int64		seq;
 	char	   *payload;
 	char	   *pk;
-	Datum		values[9];
-	char		nulls[9] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		pkdatum;
+	Datum	   *values;
+	char	   *nulls;
+	MemoryContext outer = CurrentMemoryContext;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -355,7 +343,9 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 	privileged = !recall_is_self(cfg, oldtup, tupdesc, actor,
 								 GetCurrentTransactionStartTimestamp(), NULL);
 
-	pk = key_json(cfg, newtup, tupdesc);
+	values = palloc(sizeof(Datum) * (EVENT_FIXED_PARAMS + cfg->nkeys));
+	nulls = palloc(sizeof(char) * (EVENT_FIXED_PARAMS + cfg->nkeys));
+	memset(nulls, ' ', EVENT_FIXED_PARAMS + cfg->nkeys);
 	values[0] = ObjectIdGetDatum(cfg->root_relid);
 	values[1] = conversation ? CStringGetTextDatum(conversation) : (Datum) 0;
 	nulls[1] = conversation ? ' ' : 'n';
@@ -366,9 +356,13 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 	nulls[4] = reason ? ' ' : 'n';
 	values[5] = BoolGetDatum(privileged);
 	values[6] = recalled_at;
-	values[7] = CStringGetTextDatum(pk);
-	values[8] = Int32GetDatum(dispatch_group);
-	nulls[8] = recall_dispatcher_enabled ? ' ' : 'n';
+	values[7] = Int32GetDatum(dispatch_group);
+	nulls[7] = recall_dispatcher_enabled ? ' ' : 'n';
+	for (int i = 0; i < cfg->nkeys; i++)
+	{
+		values[EVENT_FIXED_PARAMS + i] = heap_getattr(newtup, cfg->key_attnums[i], tupdesc, &isnull);
+		nulls[EVENT_FIXED_PARAMS + i] = isnull ? 'n' : ' ';
+	}
 
 	/* written as the extension's owner: callers need no grant on the logs */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
@@ -378,36 +372,28 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (event_plan == NULL)
-	{
-		Oid			argtypes[9] = {REGCLASSOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID,
-		BOOLOID, TIMESTAMPTZOID, TEXTOID, INT4OID};
-
-		event_plan = prepare_kept("INSERT INTO recall.events (xid, tbl, pk, conversation, actor,"
-								  " db_role, reason, privileged, recalled_at, dispatch_group)"
-								  " VALUES (pg_catalog.pg_current_xact_id(), $1,"
-								  " $8::pg_catalog.jsonb, $2, $3, $4, $5, $6, $7, $9)"
-								  " RETURNING seq",
-								  9, argtypes);
-	}
-	ret = SPI_execute_plan(event_plan, values, nulls, false, 1);
+	if (cfg->event_plan == NULL)
+		cfg->event_plan = prepare_event_plan(cfg);
+	ret = SPI_execute_plan(cfg->event_plan, values, nulls, false, 1);
 	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
 		elog(ERROR, "insert into recall.events failed: %s", SPI_result_code_string(ret));
 	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	pkdatum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	pk = MemoryContextStrdup(outer, recall_jsonb_compact(DatumGetJsonbP(pkdatum)));
 
 	if (privileged)
 	{
-		Datum		avalues[5] = {values[0], values[7], values[2], values[3], values[4]};
+		Datum		avalues[5] = {values[0], pkdatum, values[2], values[3], values[4]};
 		char		anulls[5] = {' ', ' ', ' ', ' ', nulls[4]};
 
 		if (audit_plan == NULL)
 		{
-			Oid			argtypes[5] = {REGCLASSOID, TEXTOID, TEXTOID, NAMEOID, TEXTOID};
+			Oid			argtypes[5] = {REGCLASSOID, JSONBOID, TEXTOID, NAMEOID, TEXTOID};
 
 			audit_plan = prepare_kept("INSERT INTO recall.audit (at, xid, action, tbl, pk, actor,"
 									  " db_role, reason)"
 									  " VALUES (pg_catalog.now(), pg_catalog.pg_current_xact_id(),"
-									  " 'recall', $1, $2::pg_catalog.jsonb, $3, $4, $5)",
+									  " 'recall', $1, $2, $3, $4, $5)",
 									  5, argtypes);
 		}
 		ret = SPI_execute_plan(audit_plan, avalues, anulls, false, 0);
@@ -416,6 +402,9 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 	}
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	/* copies of the message go in the same statement */
+	recall_wipe_copies(cfg, newtup, tupdesc);
 
 	group_has_events = true;
 	xact_has_events = true;
@@ -449,6 +438,9 @@ recall_notify_trigger(PG_FUNCTION_ARGS)
 				 errmsg("function \"%s\" must be fired AFTER ... FOR EACH STATEMENT",
 						"recall.notify_trigger")));
 
+	/* a copy's UPDATE inside a recall is part of the recall's statement */
+	if (recall_in_copy_wipe)
+		return PointerGetDatum(NULL);
 	if (pending != NIL || group_has_events)
 		pending_flush(RelationGetRelid(trigdata->tg_relation));
 	return PointerGetDatum(NULL);

@@ -58,4 +58,5 @@ _PG_init(void)
 
 	recall_config_init();
 	recall_events_init();
+	recall_copies_init();
 }

@@ -14,6 +14,7 @@
 #include "access/htup.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
@@ -83,7 +84,8 @@ typedef struct RecallTable
 	char	   *actor_setting;
 	char	   *actor_claim;
 
-	/* recall.recall()'s plans, prepared on first use and kept */
+	/* plans, prepared on first use and kept */
+	SPIPlanPtr	event_plan;
 	SPIPlanPtr	update_plan;
 	SPIPlanPtr	exists_plan;
 } RecallTable;
@@ -97,6 +99,8 @@ extern RecallTable *recall_get_table(Relation rel, bool missing_ok);
 extern RecallTable *recall_get_table_by_oid(Oid relid, bool missing_ok);
 extern Oid	recall_extension_owner(void);
 extern void recall_config_init(void);
+extern void recall_retire_plan(SPIPlanPtr plan);
+extern void recall_retire_context(MemoryContext cxt);
 extern const char *recall_empty_literal(Oid typid);
 extern char *recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum,
 							bool *isnull);
@@ -133,6 +137,13 @@ extern char *recall_jsonb_compact(Jsonb *jb);
 extern bool recall_dispatcher_enabled;
 extern void recall_dispatcher_register(void);
 extern void recall_dispatcher_wake_at_commit(void);
+
+/* copies.c */
+extern void recall_append_key_object(StringInfo sql, char **names, int n, int first_param,
+									 Oid *cast_types);
+extern void recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc);
+extern void recall_copies_init(void);
+extern bool recall_in_copy_wipe;
 
 /* events.c */
 extern void recall_events_init(void);

@@ -26,6 +26,8 @@
 
 PG_FUNCTION_INFO_V1(recall_registry_put);
 PG_FUNCTION_INFO_V1(recall_registry_delete);
+PG_FUNCTION_INFO_V1(recall_copies_put);
+PG_FUNCTION_INFO_V1(recall_copies_delete);
 
 /* Error unless the current user owns relid (superusers do). */
 static void
@@ -111,5 +113,56 @@ recall_registry_delete(PG_FUNCTION_ARGS)
 	n = registry_exec("DELETE FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) $1",
 					  REGCLASSOID, ObjectIdGetDatum(relid), SPI_OK_DELETE);
 	CacheInvalidateRelcacheByRelid(relid);
+	PG_RETURN_BOOL(n > 0);
+}
+
+/*
+ * recall._copies_put(entry recall.copies): insert or replace a copy
+ * registration; the caller must own both tables.
+ */
+Datum
+recall_copies_put(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader entry = PG_GETARG_HEAPTUPLEHEADER(0);
+	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	bool		isnull;
+	Oid			tbl = DatumGetObjectId(GetAttributeByName(entry, "tbl", &isnull));
+	Oid			copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &isnull));
+
+	check_table_owner(tbl);
+	check_table_owner(copy);
+	registry_exec("DELETE FROM recall.copies WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl"
+				  " AND copy OPERATOR(pg_catalog.=) ($1).copy"
+				  " AND match OPERATOR(pg_catalog.=) ($1).match",
+				  rowtype, PG_GETARG_DATUM(0), SPI_OK_DELETE);
+	registry_exec("INSERT INTO recall.copies SELECT ($1).*",
+				  rowtype, PG_GETARG_DATUM(0), SPI_OK_INSERT);
+	CacheInvalidateRelcacheByRelid(tbl);
+	CacheInvalidateRelcacheByRelid(copy);
+	PG_RETURN_VOID();
+}
+
+/*
+ * recall._copies_delete(entry recall.copies) returns boolean: remove the
+ * registration with entry's tbl, copy and match.
+ */
+Datum
+recall_copies_delete(PG_FUNCTION_ARGS)
+{
+	HeapTupleHeader entry = PG_GETARG_HEAPTUPLEHEADER(0);
+	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
+	bool		isnull;
+	Oid			tbl = DatumGetObjectId(GetAttributeByName(entry, "tbl", &isnull));
+	Oid			copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &isnull));
+	uint64		n;
+
+	check_table_owner(tbl);
+	check_table_owner(copy);
+	n = registry_exec("DELETE FROM recall.copies WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl"
+					  " AND copy OPERATOR(pg_catalog.=) ($1).copy"
+					  " AND match OPERATOR(pg_catalog.=) ($1).match",
+					  rowtype, PG_GETARG_DATUM(0), SPI_OK_DELETE);
+	CacheInvalidateRelcacheByRelid(tbl);
+	CacheInvalidateRelcacheByRelid(copy);
 	PG_RETURN_BOOL(n > 0);
 }
