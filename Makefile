@@ -15,6 +15,7 @@ OBJS = \
 	src/event_log.o \
 	src/payload.o \
 	src/dispatcher.o \
+	src/purge.o \
 	src/recall_fn.o \
 	src/registry.o
 

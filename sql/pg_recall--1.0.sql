@@ -95,6 +95,16 @@ COMMENT ON TABLE recall.copies IS 'copies of enabled tables'' messages (quotes, 
 SELECT pg_catalog.pg_extension_config_dump('recall.copies', '');
 GRANT SELECT ON recall.copies TO PUBLIC;
 
+-- How far each table's recalled content has been erased from its files:
+-- every recall with an xid up to xid.
+CREATE TABLE recall.purge_state (
+    tbl        regclass PRIMARY KEY,
+    xid        xid8 NOT NULL,
+    purged_at  timestamptz NOT NULL
+);
+REVOKE ALL ON recall.purge_state FROM PUBLIC;
+GRANT SELECT ON recall.purge_state TO PUBLIC;
+
 -- Privileged actions.  Never holds content.
 CREATE TABLE recall.audit (
     at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -565,6 +575,7 @@ BEGIN
     -- Content statistics would keep most common values in pg_statistic.
     FOREACH col IN ARRAY content LOOP
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS 0', tbl, col);
+        PERFORM recall._clear_statistics(tbl, col);
     END LOOP;
 
     -- The filtered view, with the caller's privileges and row-level security.
@@ -909,6 +920,18 @@ $$;
 COMMENT ON FUNCTION recall.drop_copy(regclass, regclass, name[]) IS
     'unregister a copy table and drop its guard triggers when it has no other registration';
 
+-- Erasure -------------------------------------------------------------------
+
+CREATE FUNCTION recall.purge(tbl regclass DEFAULT NULL)
+    RETURNS TABLE (relation regclass, kind text, pages_scanned bigint,
+                   pages_scrubbed bigint, bytes_zeroed bigint, rebuilt boolean)
+    AS 'MODULE_PATHNAME', 'recall_purge' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION recall.purge(regclass) IS
+    'erase recalled content from the heap, TOAST and index pages of enabled tables (NULL: all you own)';
+
+CREATE FUNCTION recall._clear_statistics(tbl regclass, col name) RETURNS void
+    AS 'MODULE_PATHNAME', 'recall_clear_statistics' LANGUAGE C STRICT VOLATILE;
+
 -- With pg_recall preloaded, start this database's dispatcher at commit.
 CREATE FUNCTION recall._wake_dispatcher() RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_wake_dispatcher' LANGUAGE C VOLATILE;
@@ -922,6 +945,10 @@ BEGIN
     USING pg_catalog.pg_event_trigger_dropped_objects() d
     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
       AND d.objid IN (c.tbl::oid, c.copy::oid);
+    DELETE FROM recall.purge_state p
+    USING pg_catalog.pg_event_trigger_dropped_objects() d
+    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = p.tbl::oid
+      AND d.objsubid = 0;
     DELETE FROM recall.tables t
     USING pg_catalog.pg_event_trigger_dropped_objects() d
     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = t.tbl::oid

@@ -89,6 +89,7 @@ bool		recall_dispatcher_enabled = false;
 
 static int	dispatch_interval_ms = 1000;
 static int	dispatch_batch_size = 1000;
+static int	purge_delay_ms = 10000;
 
 static DispatcherShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -250,6 +251,14 @@ recall_dispatcher_register(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("recall.purge_delay",
+							gettext_noop("Longest time from a recall's commit to the erasure of its old bytes by the dispatcher."),
+							gettext_noop("The dispatcher purges a table once its oldest unpurged recall is half this old; 0 turns automatic purging off."),
+							&purge_delay_ms,
+							10000, 0, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	recall_dispatcher_enabled = true;
@@ -337,6 +346,8 @@ recall_launcher_main(Datum arg)
 {
 	BackgroundWorkerHandle *handles[RECALL_MAX_DATABASES] = {0};
 	TimestampTz next_try[RECALL_MAX_DATABASES] = {0};
+	TimestampTz started[RECALL_MAX_DATABASES] = {0};
+	int			failures[RECALL_MAX_DATABASES] = {0};
 	TimestampTz next_db_check;
 	List	   *dbs;
 	ListCell   *lc;
@@ -409,8 +420,16 @@ recall_launcher_main(Datum arg)
 			{
 				pfree(handles[i]);
 				handles[i] = NULL;
-				/* a dispatcher that died leaves its slot wanted: retry later */
-				next_try[i] = TimestampTzPlusMilliseconds(now, 1000);
+
+				/*
+				 * A dispatcher that died leaves its slot wanted: retry, one
+				 * second later, backing off to a minute while it keeps
+				 * failing fast.
+				 */
+				if (TimestampDifferenceExceeds(started[i], now, 10000))
+					failures[i] = 0;
+				next_try[i] = TimestampTzPlusMilliseconds(now, Min(1000L << Min(failures[i], 6), 60000));
+				failures[i]++;
 			}
 
 			SpinLockAcquire(&shared->mutex);
@@ -430,6 +449,8 @@ recall_launcher_main(Datum arg)
 				handles[i] = NULL;
 				next_try[i] = TimestampTzPlusMilliseconds(now, 1000);
 			}
+			else
+				started[i] = now;
 		}
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -723,13 +744,36 @@ dispatch_batch(void)
 	return full ? 1 : 0;
 }
 
+/* Purge the tables whose recalls are due, in a transaction of its own. */
+static void
+purge_due_tables(void)
+{
+	PurgeSink	sink = {NULL, NULL, 0};
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (!OidIsValid(get_extension_oid("pg_recall", true)))
+	{
+		CommitTransactionCommand();
+		return;
+	}
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, "purging recalled content");
+	recall_purge_tables(InvalidOid, false, purge_delay_ms / 2, &sink);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
 /*
- * recall_dispatcher_main: send the notifications of one database.
+ * recall_dispatcher_main: send the notifications of one database, and
+ * purge its recalled content.
  */
 void
 recall_dispatcher_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
+	TimestampTz next_purge = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -749,6 +793,7 @@ recall_dispatcher_main(Datum arg)
 	for (;;)
 	{
 		int			result;
+		long		timeout = dispatch_interval_ms;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -769,7 +814,20 @@ recall_dispatcher_main(Datum arg)
 		if (result > 0)
 			continue;
 
+		/* erasure: look once a second for tables whose recalls are due */
+		if (purge_delay_ms > 0)
+		{
+			TimestampTz now = GetCurrentTimestamp();
+
+			if (now >= next_purge)
+			{
+				purge_due_tables();
+				next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+			}
+			timeout = Min(timeout, 1000);
+		}
+
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 dispatch_interval_ms, PG_WAIT_EXTENSION);
+						 timeout, PG_WAIT_EXTENSION);
 	}
 }

@@ -1,0 +1,632 @@
+/*-------------------------------------------------------------------------
+ *
+ * purge.c
+ *	  Erasure: recalled content's bytes removed from the relation files.
+ *
+ * Wiping writes a new tuple version; the old one, its TOAST chunks, its
+ * index entries and the free space that pruning and index deletion leave
+ * behind keep the text.  Once no snapshot can see the pre-recall versions
+ * (their recall's xid is behind the relation's removal horizon), the purge
+ *	1. zeroes the data of every heap and TOAST tuple that is dead to all,
+ *	   and the free space (pd_lower to pd_upper) of every page;
+ *	2. removes btree entries that point at dead tuples (as VACUUM's index
+ *	   pass does) and zeroes the free space of every btree page;
+ *	3. rebuilds indexes of other access methods (GIN keeps its keys);
+ *	4. records how far it got in recall.purge_state.
+ * Pages are changed under an exclusive buffer lock in a critical section,
+ * after every decision is made, and WAL-logged as full page images, so
+ * crash recovery and standbys get the scrubbed page.  Dead tuples keep
+ * their headers: nobody reads a dead-to-all tuple's data, and VACUUM still
+ * finds them to reclaim.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xloginsert.h"
+#include "catalog/heap.h"
+#include "catalog/index.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/bufpage.h"
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
+#include "utils/xid8.h"
+
+#include "pg_recall.h"
+
+PG_FUNCTION_INFO_V1(recall_purge);
+PG_FUNCTION_INFO_V1(recall_clear_statistics);
+
+/* What the purge did to one relation. */
+typedef struct PurgeResult
+{
+	Oid			relid;
+	const char *kind;			/* heap, toast, index, deferred */
+	int64		pages_scanned;
+	int64		pages_scrubbed;
+	int64		bytes_zeroed;
+	bool		rebuilt;
+} PurgeResult;
+
+/* TIDs of dead heap tuples, for the btree pass. */
+typedef struct DeadTids
+{
+	ItemPointerData *tids;
+	int			n;
+	int			cap;
+} DeadTids;
+
+
+static void
+emit(PurgeSink *sink, PurgeResult *r)
+{
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+
+	sink->nrows++;
+	if (sink->store == NULL)
+		return;
+	values[0] = ObjectIdGetDatum(r->relid);
+	values[1] = CStringGetTextDatum(r->kind);
+	values[2] = Int64GetDatum(r->pages_scanned);
+	values[3] = Int64GetDatum(r->pages_scrubbed);
+	values[4] = Int64GetDatum(r->bytes_zeroed);
+	values[5] = BoolGetDatum(r->rebuilt);
+	tuplestore_putvalues(sink->store, sink->desc, values, nulls);
+}
+
+/* Count the non-zero bytes of a range. */
+static int64
+nonzero_bytes(const char *p, Size len)
+{
+	int64		n = 0;
+
+	for (Size i = 0; i < len; i++)
+		n += (p[i] != 0);
+	return n;
+}
+
+static void
+add_dead(DeadTids *dead, ItemPointer tid)
+{
+	if (dead == NULL)
+		return;
+	if (dead->n == dead->cap)
+	{
+		dead->cap = dead->cap ? dead->cap * 2 : 1024;
+		dead->tids = dead->tids ? repalloc_huge(dead->tids, sizeof(ItemPointerData) * dead->cap)
+			: palloc_extended(sizeof(ItemPointerData) * dead->cap, MCXT_ALLOC_HUGE);
+	}
+	dead->tids[dead->n++] = *tid;
+}
+
+/* Zero, WAL-logged, the given ranges of a locked page. */
+static void
+scrub_page(Relation rel, Buffer buf, char **starts, Size *lens, int nranges)
+{
+	START_CRIT_SECTION();
+	for (int i = 0; i < nranges; i++)
+		memset(starts[i], 0, lens[i]);
+	MarkBufferDirty(buf);
+	if (RelationNeedsWAL(rel))
+		log_newpage_buffer(buf, true);
+	END_CRIT_SECTION();
+}
+
+/*
+ * Heap or TOAST: zero the data of tuples dead to all and the free space of
+ * every page; collect dead TIDs for the index pass.
+ */
+static void
+scrub_heap(Relation rel, TransactionId oldest, DeadTids *dead, PurgeResult *res)
+{
+	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
+	BufferAccessStrategy strategy = GetAccessStrategy(BAS_VACUUM);
+
+	for (BlockNumber blk = 0; blk < nblocks; blk++)
+	{
+		Buffer		buf;
+		Page		page;
+		OffsetNumber maxoff;
+		char	   *starts[MaxHeapTuplesPerPage + 1];
+		Size		lens[MaxHeapTuplesPerPage + 1];
+		int			nranges = 0;
+		int64		bytes = 0;
+		PageHeader	phdr;
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		page = BufferGetPage(buf);
+		res->pages_scanned++;
+		if (PageIsNew(page))
+		{
+			UnlockReleaseBuffer(buf);
+			continue;
+		}
+
+		/* decide everything before the critical section */
+		maxoff = PageGetMaxOffsetNumber(page);
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
+		{
+			ItemId		lp = PageGetItemId(page, off);
+			HeapTupleData tuple;
+			ItemPointerData tid;
+
+			ItemPointerSet(&tid, blk, off);
+			if (ItemIdIsDead(lp))
+			{
+				add_dead(dead, &tid);
+				continue;
+			}
+			if (!ItemIdIsNormal(lp))
+				continue;
+			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+			tuple.t_len = ItemIdGetLength(lp);
+			tuple.t_tableOid = RelationGetRelid(rel);
+			tuple.t_self = tid;
+			if (HeapTupleSatisfiesVacuum(&tuple, oldest, buf) != HEAPTUPLE_DEAD)
+				continue;
+			add_dead(dead, &tid);
+			if (tuple.t_len > tuple.t_data->t_hoff)
+			{
+				char	   *data = (char *) tuple.t_data + tuple.t_data->t_hoff;
+				Size		len = tuple.t_len - tuple.t_data->t_hoff;
+				int64		nz = nonzero_bytes(data, len);
+
+				if (nz > 0)
+				{
+					starts[nranges] = data;
+					lens[nranges] = len;
+					nranges++;
+					bytes += nz;
+				}
+			}
+		}
+		phdr = (PageHeader) page;
+		if (phdr->pd_upper > phdr->pd_lower)
+		{
+			int64		nz = nonzero_bytes((char *) page + phdr->pd_lower,
+										   phdr->pd_upper - phdr->pd_lower);
+
+			if (nz > 0)
+			{
+				starts[nranges] = (char *) page + phdr->pd_lower;
+				lens[nranges] = phdr->pd_upper - phdr->pd_lower;
+				nranges++;
+				bytes += nz;
+			}
+		}
+
+		if (nranges > 0)
+		{
+			scrub_page(rel, buf, starts, lens, nranges);
+			res->pages_scrubbed++;
+			res->bytes_zeroed += bytes;
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	FreeAccessStrategy(strategy);
+}
+
+static int
+tid_cmp(const void *a, const void *b)
+{
+	return ItemPointerCompare((ItemPointer) a, (ItemPointer) b);
+}
+
+/* Index bulk-delete callback: does the entry point at a dead tuple? */
+static bool
+tid_is_dead(ItemPointer itemptr, void *state)
+{
+	DeadTids   *dead = (DeadTids *) state;
+
+	return bsearch(itemptr, dead->tids, dead->n, sizeof(ItemPointerData), tid_cmp) != NULL;
+}
+
+/*
+ * A btree: remove the entries of dead tuples, then zero the free space of
+ * every page but the metapage.
+ */
+static void
+scrub_btree(Relation heap, Relation index, DeadTids *dead, PurgeResult *res)
+{
+	IndexVacuumInfo ivinfo;
+	IndexBulkDeleteResult *stats = NULL;
+	BlockNumber nblocks;
+
+	memset(&ivinfo, 0, sizeof(ivinfo));
+	ivinfo.index = index;
+	ivinfo.analyze_only = false;
+	ivinfo.report_progress = false;
+	ivinfo.estimated_count = true;
+	ivinfo.message_level = DEBUG2;
+	ivinfo.num_heap_tuples = Max(heap->rd_rel->reltuples, 0);
+	ivinfo.strategy = GetAccessStrategy(BAS_VACUUM);
+	if (dead->n > 0)
+		stats = index_bulk_delete(&ivinfo, stats, tid_is_dead, dead);
+	stats = index_vacuum_cleanup(&ivinfo, stats);
+
+	nblocks = RelationGetNumberOfBlocks(index);
+	for (BlockNumber blk = 1; blk < nblocks; blk++)
+	{
+		Buffer		buf;
+		Page		page;
+		PageHeader	phdr;
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, ivinfo.strategy);
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		page = BufferGetPage(buf);
+		res->pages_scanned++;
+		phdr = (PageHeader) page;
+		if (!PageIsNew(page) && phdr->pd_upper > phdr->pd_lower &&
+			phdr->pd_upper <= BLCKSZ)
+		{
+			char	   *start = (char *) page + phdr->pd_lower;
+			Size		len = phdr->pd_upper - phdr->pd_lower;
+			int64		nz = nonzero_bytes(start, len);
+
+			if (nz > 0)
+			{
+				scrub_page(index, buf, &start, &len, 1);
+				res->pages_scrubbed++;
+				res->bytes_zeroed += nz;
+			}
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	FreeAccessStrategy(ivinfo.strategy);
+}
+
+/* Rebuild an index whose pages cannot be scrubbed in place. */
+static void
+rebuild_index(Oid indexoid)
+{
+	int			ret;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute(psprintf("REINDEX INDEX %s",
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(indexoid)),
+														  get_rel_name(indexoid))),
+					  false, 0);
+	if (ret != SPI_OK_UTILITY)
+		elog(ERROR, "REINDEX failed: %s", SPI_result_code_string(ret));
+	SPI_finish();
+}
+
+/* Purge one heap relation (a table or a leaf partition) and its TOAST and indexes. */
+static void
+purge_relation(Oid relid, PurgeSink *sink)
+{
+	Relation	rel;
+	TransactionId oldest;
+	DeadTids	dead = {0};
+	PurgeResult res;
+	List	   *indexes;
+	ListCell   *lc;
+	Oid			toastoid;
+
+	rel = table_open(relid, ShareUpdateExclusiveLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
+	{
+		table_close(rel, ShareUpdateExclusiveLock);
+		return;
+	}
+	oldest = GetOldestNonRemovableTransactionId(rel);
+
+	memset(&res, 0, sizeof(res));
+	res.relid = relid;
+	res.kind = "heap";
+	scrub_heap(rel, oldest, &dead, &res);
+	emit(sink, &res);
+
+	toastoid = rel->rd_rel->reltoastrelid;
+	if (OidIsValid(toastoid))
+	{
+		Relation	toast = table_open(toastoid, ShareUpdateExclusiveLock);
+
+		memset(&res, 0, sizeof(res));
+		res.relid = toastoid;
+		res.kind = "toast";
+		scrub_heap(toast, GetOldestNonRemovableTransactionId(toast), NULL, &res);
+		emit(sink, &res);
+		table_close(toast, ShareUpdateExclusiveLock);
+	}
+
+	if (dead.n > 1)
+		qsort(dead.tids, dead.n, sizeof(ItemPointerData), tid_cmp);
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		Relation	index = index_open(indexoid, RowExclusiveLock);
+		bool		is_btree = (index->rd_rel->relam == BTREE_AM_OID);
+
+		memset(&res, 0, sizeof(res));
+		res.relid = indexoid;
+		res.kind = "index";
+		if (is_btree && index->rd_index->indisvalid)
+		{
+			scrub_btree(rel, index, &dead, &res);
+			index_close(index, RowExclusiveLock);
+		}
+		else
+		{
+			index_close(index, RowExclusiveLock);
+			rebuild_index(indexoid);
+			res.rebuilt = true;
+		}
+		emit(sink, &res);
+	}
+	table_close(rel, ShareUpdateExclusiveLock);
+}
+
+/* A relation and, for a partitioned one, its leaf partitions. */
+static void
+purge_tree(Oid relid, PurgeSink *sink)
+{
+	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
+	{
+		ListCell   *lc;
+
+		foreach(lc, find_all_inheritors(relid, AccessShareLock, NULL))
+		{
+			if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_RELATION)
+				purge_relation(lfirst_oid(lc), sink);
+		}
+	}
+	else
+		purge_relation(relid, sink);
+}
+
+/* The 64-bit form of a recent 32-bit xid. */
+static FullTransactionId
+full_xid_of(TransactionId xid)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+	uint32		epoch = EpochFromFullTransactionId(next);
+
+	if (xid > XidFromFullTransactionId(next))
+		epoch--;
+	return FullTransactionIdFromEpochAndXid(epoch, xid);
+}
+
+/*
+ * Purge every enabled table (or only relid) with recalls not yet purged
+ * whose old versions no snapshot can see, and whose oldest such recall is
+ * at least min_age_ms old.  Tables whose pending recalls are all still
+ * visible to some snapshot get a 'deferred' row.  Runs inside the
+ * caller's transaction.
+ */
+void
+recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink *sink)
+{
+	int			ret;
+	List	   *tables = NIL;
+	ListCell   *lc;
+	MemoryContext caller = CurrentMemoryContext;
+	Oid			save_userid;
+	int			save_sec_context;
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			argtypes[1] = {OIDOID};
+		Datum		args[1] = {ObjectIdGetDatum(only_relid)};
+
+		ret = SPI_execute_with_args("SELECT t.tbl::pg_catalog.oid FROM recall.tables t"
+									" WHERE $1 OPERATOR(pg_catalog.=) 0"
+									"    OR t.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $1"
+									" ORDER BY 1",
+									1, argtypes, args, NULL, true, 0);
+	}
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reading recall.tables failed: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(caller);
+
+		tables = lappend_oid(tables, relid);
+		MemoryContextSwitchTo(old);
+	}
+
+	foreach(lc, tables)
+	{
+		Oid			relid = lfirst_oid(lc);
+		Relation	rel;
+		TransactionId horizon;
+		Datum		args[3];
+		Oid			argtypes[3] = {REGCLASSOID, XID8OID, INT8OID};
+		bool		isnull;
+		bool		target_null;
+		Datum		target;
+		bool		deferred;
+		List	   *copies = NIL;
+
+		if (owned_only &&
+#if PG_VERSION_NUM >= 160000
+			!object_ownercheck(RelationRelationId, relid, save_userid)
+#else
+			!pg_class_ownercheck(relid, save_userid)
+#endif
+			)
+			continue;
+
+		/* versions older than the horizon are dead to every snapshot */
+		rel = relation_open(relid, AccessShareLock);
+		horizon = GetOldestNonRemovableTransactionId(rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE ? NULL : rel);
+		relation_close(rel, AccessShareLock);
+
+		args[0] = ObjectIdGetDatum(relid);
+		args[1] = FullTransactionIdGetDatum(full_xid_of(horizon));
+		args[2] = Int64GetDatum(min_age_ms);
+		ret = SPI_execute_with_args("SELECT max(e.xid) FILTER (WHERE e.xid OPERATOR(pg_catalog.<) $2"
+									"   AND e.recalled_at OPERATOR(pg_catalog.<=) (pg_catalog.now()"
+									"       OPERATOR(pg_catalog.-) pg_catalog.make_interval(secs => $3 / 1000.0))),"
+									" COALESCE(pg_catalog.bool_or(e.xid OPERATOR(pg_catalog.>=) $2), false)"
+									" FROM recall.events e"
+									" LEFT JOIN recall.purge_state p ON p.tbl OPERATOR(pg_catalog.=) e.tbl"
+									" WHERE e.tbl OPERATOR(pg_catalog.=) $1"
+									"   AND (p.xid IS NULL OR e.xid OPERATOR(pg_catalog.>) p.xid)",
+									3, argtypes, args, NULL, true, 0);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "reading recall.events failed: %s", SPI_result_code_string(ret));
+		target = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &target_null);
+		deferred = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (target_null)
+		{
+			if (deferred)
+			{
+				PurgeResult res = {relid, "deferred", 0, 0, 0, false};
+
+				emit(sink, &res);
+			}
+			continue;
+		}
+
+		/* copy tables held the same text */
+		ret = SPI_execute_with_args("SELECT DISTINCT c.copy::pg_catalog.oid FROM recall.copies c"
+									" WHERE c.tbl OPERATOR(pg_catalog.=) $1"
+									"   AND c.copy OPERATOR(pg_catalog.<>) $1",
+									1, argtypes, args, NULL, true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "reading recall.copies failed: %s", SPI_result_code_string(ret));
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			copies = lappend_oid(copies,
+								 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 1, &isnull)));
+			MemoryContextSwitchTo(old);
+		}
+
+		/* rebuilding and the registry are the extension owner's business */
+		SetUserIdAndSecContext(recall_extension_owner(),
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+		purge_tree(relid, sink);
+		{
+			ListCell   *lc2;
+
+			foreach(lc2, copies)
+				purge_tree(lfirst_oid(lc2), sink);
+		}
+
+		{
+			Oid			ptypes[2] = {REGCLASSOID, XID8OID};
+			Datum		pargs[2] = {ObjectIdGetDatum(relid), target};
+
+			ret = SPI_execute_with_args("INSERT INTO recall.purge_state (tbl, xid, purged_at)"
+										" VALUES ($1, $2, pg_catalog.now())"
+										" ON CONFLICT (tbl) DO UPDATE SET xid = EXCLUDED.xid,"
+										" purged_at = EXCLUDED.purged_at",
+										2, ptypes, pargs, NULL, false, 0);
+			if (ret != SPI_OK_INSERT)
+				elog(ERROR, "recording the purge failed: %s", SPI_result_code_string(ret));
+		}
+		SetUserIdAndSecContext(save_userid, save_sec_context);
+	}
+	SPI_finish();
+}
+
+/*
+ * recall.purge(tbl regclass DEFAULT NULL)
+ *	 RETURNS TABLE (relation regclass, kind text, pages_scanned bigint,
+ *					pages_scrubbed bigint, bytes_zeroed bigint, rebuilt boolean)
+ */
+Datum
+recall_purge(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			relid = PG_ARGISNULL(0) ? InvalidOid : PG_GETARG_OID(0);
+	PurgeSink	sink;
+
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("recovery is in progress"),
+				 errhint("Recalled content can only be purged on the primary; its purge reaches standbys through WAL.")));
+
+	if (OidIsValid(relid))
+	{
+		char		relkind = get_rel_relkind(relid);
+
+		if (relkind == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("relation with OID %u does not exist", relid)));
+#if PG_VERSION_NUM >= 160000
+		if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+		if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+			aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), get_rel_name(relid));
+		if (recall_get_table_by_oid(relid, true) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table \"%s\" is not enabled for recall", get_rel_name(relid)),
+					 errhint("Call recall.enable() on the table first.")));
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+	sink.store = rsinfo->setResult;
+	sink.desc = rsinfo->setDesc;
+	sink.nrows = 0;
+	recall_purge_tables(relid, true, 0, &sink);
+	return (Datum) 0;
+}
+
+/*
+ * recall._clear_statistics(tbl regclass, col name): drop the statistics of
+ * a content column (most common values are content).  Owner only.
+ */
+Datum
+recall_clear_statistics(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Name		col = PG_GETARG_NAME(1);
+	AttrNumber	attnum;
+
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
+#else
+	if (!pg_class_ownercheck(relid, GetUserId()))
+#endif
+		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
+					   get_rel_name(relid));
+	attnum = get_attnum(relid, NameStr(*col));
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						NameStr(*col), get_rel_name(relid))));
+	RemoveStatistics(relid, attnum);
+	PG_RETURN_VOID();
+}
