@@ -48,6 +48,21 @@ endif
 
 $(OBJS): $(RECALL_HEADERS)
 
+# pg_recall_relay, the listener program: a sub-make (PGXS builds one kind
+# of target per Makefile), installed next to PostgreSQL's programs.
+ifneq ($(wildcard src/relay/Makefile),)
+all: relay
+install: relay-install
+clean: relay-clean
+.PHONY: relay relay-install relay-clean
+relay:
+	$(MAKE) -C src/relay PG_CONFIG=$(PG_CONFIG)
+relay-install: relay
+	$(MAKE) -C src/relay PG_CONFIG=$(PG_CONFIG) install
+relay-clean:
+	$(MAKE) -C src/relay PG_CONFIG=$(PG_CONFIG) clean
+endif
+
 setup:
 	@bash scripts/setup.sh
 

@@ -228,6 +228,12 @@ LANGUAGE sql STABLE STRICT AS $$
     SELECT t FROM d WHERE base = 0
 $$;
 
+-- A table's plain name, for messages.
+CREATE FUNCTION recall._relname(tbl regclass) RETURNS name
+LANGUAGE sql STABLE STRICT AS $$
+    SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = tbl
+$$;
+
 CREATE FUNCTION recall._check_owner(tbl regclass, what text) RETURNS pg_catalog.pg_class
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -239,12 +245,12 @@ BEGIN
             USING ERRCODE = '42P01';
     END IF;
     IF rel.relkind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION '"%" is not a table', tbl
+        RAISE EXCEPTION '"%" is not a table', rel.relname
             USING ERRCODE = '42809',
                   DETAIL = 'Only ordinary and partitioned tables can hold recallable messages.';
     END IF;
     IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of table %', tbl
+        RAISE EXCEPTION 'must be owner of table %', rel.relname
             USING ERRCODE = '42501',
                   DETAIL = format('Only the table''s owner or a superuser may %s recall on it.', what);
     END IF;
@@ -344,7 +350,7 @@ BEGIN
         WHERE i.indrelid = tbl AND i.indisreplident;
     END IF;
     IF keycols IS NULL THEN
-        RAISE EXCEPTION 'table % has no primary key or replica identity index', tbl
+        RAISE EXCEPTION 'table "%" has no primary key or replica identity index', rel.relname
             USING ERRCODE = '42P16',
                   DETAIL = 'pg_recall identifies each message by its key.',
                   HINT = 'Add a primary key, or run ALTER TABLE ... REPLICA IDENTITY USING INDEX with a unique index over NOT NULL columns.';
@@ -367,7 +373,7 @@ BEGIN
                 USING ERRCODE = '42703';
         END IF;
         IF col = ANY (keycols) THEN
-            RAISE EXCEPTION 'content column "%" is part of the message key of table %', col, tbl
+            RAISE EXCEPTION 'content column "%" is part of the message key of table "%"', col, rel.relname
                 USING ERRCODE = '22023',
                       DETAIL = 'The key identifies a recalled message and is never wiped.';
         END IF;
@@ -616,7 +622,7 @@ BEGIN
     WHERE t.tgrelid = tbl AND NOT t.tgisinternal AND (t.tgtype & 1) = 1
       AND t.tgname NOT IN ('~recall_guard', '~recall_event', '~recall_notify');
     IF others IS NOT NULL THEN
-        RAISE NOTICE 'table % has other row triggers: %', tbl, others
+        RAISE NOTICE 'table "%" has other row triggers: %', rel.relname, others
             USING DETAIL = 'They see the recalled content in OLD and could copy it elsewhere.',
                   HINT = 'Register such copies with recall.add_copy(), or list the columns they fill as content.';
     END IF;
@@ -626,7 +632,7 @@ BEGIN
       AND recall._base_type(a.atttypid) = 'pg_catalog.tsvector'::regtype
       AND a.attname <> ALL (content) AND a.attgenerated = '';
     IF others IS NOT NULL THEN
-        RAISE NOTICE 'table % has tsvector columns that are not content: %', tbl, others
+        RAISE NOTICE 'table "%" has tsvector columns that are not content: %', rel.relname, others
             USING DETAIL = 'A search vector keeps the words of a recalled message.',
                   HINT = 'List them in content so that they are wiped too.';
     END IF;
@@ -647,8 +653,8 @@ BEGIN
     rel := recall._check_owner(tbl, 'disable');
     SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = disable.tbl;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'table % is not enabled for recall', tbl
-            USING ERRCODE = '55000';
+        RAISE EXCEPTION 'table "%" is not enabled for recall', rel.relname
+            USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
     END IF;
     PERFORM recall._drop_objects(tbl);
     EXECUTE format('DROP VIEW IF EXISTS %I.%I',
@@ -680,18 +686,18 @@ DECLARE
 BEGIN
     SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = recall_sender.tbl;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'table % is not enabled for recall', tbl
+        RAISE EXCEPTION 'table "%" is not enabled for recall', recall._relname(tbl)
             USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
     END IF;
     IF cfg.sender IS NULL THEN
-        RAISE EXCEPTION 'table % has no sender column', tbl
+        RAISE EXCEPTION 'table "%" has no sender column', recall._relname(tbl)
             USING ERRCODE = '55000', HINT = 'Pass sender => ... to recall.enable().';
     END IF;
     IF recall_sender.sender IS NULL THEN
         RAISE EXCEPTION 'sender must not be null' USING ERRCODE = '22004';
     END IF;
     IF (since IS NOT NULL OR until IS NOT NULL) AND cfg.sent_at IS NULL THEN
-        RAISE EXCEPTION 'table % has no sent_at column to bound the recall in time', tbl
+        RAISE EXCEPTION 'table "%" has no sent_at column to bound the recall in time', recall._relname(tbl)
             USING ERRCODE = '22023';
     END IF;
 
@@ -789,7 +795,7 @@ BEGIN
     crel := recall._check_owner(copy, 'register copies in');
     SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = add_copy.tbl;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'table % is not enabled for recall', tbl
+        RAISE EXCEPTION 'table "%" is not enabled for recall', recall._relname(tbl)
             USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
     END IF;
     IF action IS NULL OR action NOT IN ('wipe', 'delete') THEN
@@ -798,8 +804,8 @@ BEGIN
     END IF;
 
     IF match IS NULL OR pg_catalog.cardinality(match) <> pg_catalog.cardinality(cfg.key_columns) THEN
-        RAISE EXCEPTION 'match must name % column(s), one per key column of table %',
-                        pg_catalog.cardinality(cfg.key_columns), tbl
+        RAISE EXCEPTION 'match must name % column(s), one per key column of table "%"',
+                        pg_catalog.cardinality(cfg.key_columns), recall._relname(tbl)
             USING ERRCODE = '22023',
                   DETAIL = format('The key of table %s is (%s).', tbl,
                                   pg_catalog.array_to_string(cfg.key_columns, ', '));
@@ -910,7 +916,7 @@ BEGIN
     entry.match := match;
     entry.action := 'delete';
     IF NOT recall._copies_delete(entry) THEN
-        RAISE EXCEPTION 'copy of table % in % matched by (%) is not registered', tbl, copy,
+        RAISE EXCEPTION 'copy of table "%" in "%" matched by (%) is not registered', recall._relname(tbl), recall._relname(copy),
                         pg_catalog.array_to_string(match, ', ')
             USING ERRCODE = '42704';
     END IF;

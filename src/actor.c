@@ -27,6 +27,10 @@
 static char *claim_cache_raw = NULL;
 static char *claim_cache_key = NULL;
 static char *claim_cache_value = NULL;
+static bool claim_cache_is_object = false;
+
+/* set by recall.recall() while its UPDATE runs: recalled_by is its argument */
+bool		recall_actor_from_argument = false;
 
 /*
  * Refuse a recall: 42501, and a LOG line for the server log, since the
@@ -37,8 +41,8 @@ recall_refuse(RecallTable *cfg, const char *actor, const char *message,
 			  const char *detail, const char *hint)
 {
 	ereport(LOG,
-			(errmsg("pg_recall: refused recall on table %s by actor \"%s\" (role \"%s\"): %s",
-					cfg->qualified_name, actor ? actor : "",
+			(errmsg("pg_recall: refused recall on table \"%s\" by actor \"%s\" (role \"%s\"): %s",
+					cfg->relname, actor ? actor : "",
 					GetUserNameFromId(GetUserId(), true), message),
 			 detail ? errdetail_internal("%s", detail) : 0));
 	ereport(ERROR,
@@ -49,21 +53,27 @@ recall_refuse(RecallTable *cfg, const char *actor, const char *message,
 	pg_unreachable();
 }
 
-/* The claim's value in the setting's JSON object, or NULL. */
+/*
+ * The claim's value in the setting's JSON object, or NULL; *is_object
+ * tells whether the setting was a JSON object at all.
+ */
 static const char *
-claim_of(const char *raw, const char *claim)
+claim_of(const char *raw, const char *claim, bool *is_object)
 {
 	Jsonb	   *jb;
-	bool		is_object;
 	char	   *value;
 	MemoryContext oldcxt;
 
 	if (claim_cache_raw != NULL && strcmp(claim_cache_raw, raw) == 0 &&
 		strcmp(claim_cache_key, claim) == 0)
+	{
+		*is_object = claim_cache_is_object;
 		return claim_cache_value;
+	}
 
 	jb = recall_parse_jsonb(raw);
-	value = jb ? recall_jsonb_field_text(jb, claim, &is_object) : NULL;
+	*is_object = false;
+	value = jb ? recall_jsonb_field_text(jb, claim, is_object) : NULL;
 
 	if (claim_cache_raw)
 		pfree(claim_cache_raw);
@@ -75,6 +85,7 @@ claim_of(const char *raw, const char *claim)
 	claim_cache_raw = pstrdup(raw);
 	claim_cache_key = pstrdup(claim);
 	claim_cache_value = value ? pstrdup(value) : NULL;
+	claim_cache_is_object = *is_object;
 	MemoryContextSwitchTo(oldcxt);
 	return claim_cache_value;
 }
@@ -88,8 +99,8 @@ check_impersonation(RecallTable *cfg, const char *identity, const char *named,
 		return;
 	recall_refuse(cfg, named,
 				  psprintf("permission denied to recall as \"%s\"", named),
-				  psprintf("The actor of table %s is taken from %s, which names \"%s\"; %s names \"%s\".",
-						   cfg->qualified_name, source, identity, channel, named),
+				  psprintf("The actor of table \"%s\" is taken from %s, which names \"%s\"; %s names \"%s\".",
+						   cfg->relname, source, identity, channel, named),
 				  "Leave recalled_by, the actor argument and recall.actor unset, or set them to the same identity.");
 }
 
@@ -123,8 +134,17 @@ recall_resolve_actor(RecallTable *cfg, const char *given)
 
 		if (cfg->actor_claim != NULL)
 		{
-			identity = (raw != NULL && raw[0] != '\0') ? claim_of(raw, cfg->actor_claim) : NULL;
+			bool		is_object = false;
+
+			identity = (raw != NULL && raw[0] != '\0') ? claim_of(raw, cfg->actor_claim, &is_object) : NULL;
 			source = psprintf("claim \"%s\" of setting \"%s\"", cfg->actor_claim, cfg->actor_setting);
+			if (raw != NULL && raw[0] != '\0' && !is_object)
+				recall_refuse(cfg, given,
+							  "permission denied to recall without an identity",
+							  psprintf("Setting \"%s\" is not a JSON object, so it has no claim \"%s\".",
+									   cfg->actor_setting, cfg->actor_claim),
+							  psprintf("Set \"%s\" to a JSON object with a non-empty \"%s\" before recalling.",
+									   cfg->actor_setting, cfg->actor_claim));
 		}
 		else
 		{
@@ -134,15 +154,17 @@ recall_resolve_actor(RecallTable *cfg, const char *given)
 		if (identity == NULL || identity[0] == '\0')
 			recall_refuse(cfg, given,
 						  "permission denied to recall without an identity",
-						  psprintf("The actor of table %s is taken from %s, which is missing or empty.",
-								   cfg->qualified_name, source),
+						  psprintf("The actor of table \"%s\" is taken from %s, which is missing or empty.",
+								   cfg->relname, source),
 						  cfg->actor_claim
 						  ? psprintf("Set \"%s\" to a JSON object with a non-empty \"%s\" before recalling.",
 									 cfg->actor_setting, cfg->actor_claim)
 						  : psprintf("Set \"%s\" before recalling.", cfg->actor_setting));
 	}
 
-	check_impersonation(cfg, identity, given, "recalled_by", source);
+	check_impersonation(cfg, identity, given,
+						recall_actor_from_argument ? "the actor argument of recall.recall()" : "recalled_by",
+						source);
 	check_impersonation(cfg, identity, recall_actor_guc, "setting recall.actor", source);
 	return pstrdup(identity);
 }

@@ -19,6 +19,9 @@
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "nodes/bitmapset.h"
+#include "optimizer/optimizer.h"
+#include "utils/partcache.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -219,6 +222,58 @@ find_registry_row(Relation rel, Oid *root_relid, TupleDesc *desc)
 	return NULL;
 }
 
+/*
+ * For a partition: the columns of every ancestor's partition key.  A recall
+ * that changes one could move the row to another partition, which
+ * PostgreSQL does as a DELETE and an INSERT: no AFTER UPDATE trigger would
+ * log the recall.
+ */
+static void
+load_partition_key(RecallTable *entry, Relation rel)
+{
+	List	   *ancestors;
+	ListCell   *lc;
+	List	   *attnums = NIL;
+
+	if (!rel->rd_rel->relispartition)
+		return;
+	ancestors = get_partition_ancestors(RelationGetRelid(rel));
+	foreach(lc, ancestors)
+	{
+		Relation	parent = relation_open(lfirst_oid(lc), AccessShareLock);
+		PartitionKey key = RelationGetPartitionKey(parent);
+
+		for (int i = 0; key != NULL && i < key->partnatts; i++)
+		{
+			Bitmapset  *cols = NULL;
+			int			col = -1;
+
+			if (key->partattrs[i] != 0)
+				cols = bms_add_member(cols, key->partattrs[i] - FirstLowInvalidHeapAttributeNumber);
+			else
+				pull_varattnos((Node *) key->partexprs, 1, &cols);
+			while ((col = bms_next_member(cols, col)) >= 0)
+			{
+				AttrNumber	att = col + FirstLowInvalidHeapAttributeNumber;
+				const char *name;
+				int			mine;
+
+				if (att <= 0)
+					continue;
+				name = NameStr(TupleDescAttr(RelationGetDescr(parent), att - 1)->attname);
+				mine = SPI_fnumber(RelationGetDescr(rel), name);
+				if (mine > 0 && !list_member_int(attnums, mine))
+					attnums = lappend_int(attnums, mine);
+			}
+		}
+		relation_close(parent, AccessShareLock);
+	}
+	entry->npartkey = list_length(attnums);
+	entry->partkey_attnums = palloc(sizeof(AttrNumber) * (entry->npartkey + 1));
+	for (int i = 0; i < entry->npartkey; i++)
+		entry->partkey_attnums[i] = (AttrNumber) list_nth_int(attnums, i);
+}
+
 /* Fill entry (in its own new context) from the registry; false if absent. */
 static bool
 load_entry(RecallTable *entry, Relation rel)
@@ -262,6 +317,8 @@ load_entry(RecallTable *entry, Relation rel)
 	fresh.qualified_name =
 		quote_qualified_identifier(get_namespace_name(get_rel_namespace(root_relid)),
 								   get_rel_name(root_relid));
+	fresh.relname = get_rel_name(root_relid);
+	load_partition_key(&fresh, rel);
 
 	/* key columns */
 	deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(row, desc, 1, &isnull)),

@@ -119,15 +119,15 @@ refuse_not_self(RecallTable *cfg, HeapTuple oldtup, TupleDesc tupdesc,
 
 	if (cfg->sender_att == InvalidAttrNumber)
 		recall_refuse(cfg, actor,
-					  psprintf("permission denied to recall messages of table %s", cfg->qualified_name),
-					  psprintf("Table %s has no sender column, so only members of recall_admin may recall, with a reason.",
-							   cfg->qualified_name),
+					  psprintf("permission denied to recall a message of table \"%s\"", cfg->relname),
+					  psprintf("Table \"%s\" has no sender column, so only members of recall_admin may recall, with a reason.",
+							   cfg->relname),
 					  NULL);
 
 	sender = recall_text_of(oldtup, tupdesc, cfg->sender_att, &isnull);
 	if (!isnull && strcmp(sender, actor) == 0 && window_end != 0)
 		recall_refuse(cfg, actor,
-					  psprintf("permission denied to recall message of table %s", cfg->qualified_name),
+					  psprintf("permission denied to recall a message of table \"%s\"", cfg->relname),
 					  psprintf("The recall window of %s elapsed at %s.",
 							   DatumGetCString(DirectFunctionCall1(interval_out,
 																   PointerGetDatum(&cfg->window))),
@@ -135,15 +135,17 @@ refuse_not_self(RecallTable *cfg, HeapTuple oldtup, TupleDesc tupdesc,
 					  "A member of recall_admin may still recall it, with a reason.");
 	if (!isnull && strcmp(sender, actor) == 0)
 		recall_refuse(cfg, actor,
-					  psprintf("permission denied to recall message of table %s", cfg->qualified_name),
+					  psprintf("permission denied to recall a message of table \"%s\"", cfg->relname),
 					  "The message has no sent_at time, so its recall window cannot be checked.",
 					  "A member of recall_admin may still recall it, with a reason.");
 	recall_refuse(cfg, actor,
-				  psprintf("permission denied to recall message of table %s", cfg->qualified_name),
+				  psprintf("permission denied to recall a message of table \"%s\"", cfg->relname),
 				  psprintf("Actor \"%s\" is not the sender of the message and is not a member of recall_admin.",
 						   actor),
 				  NULL);
 }
+
+static bool same_value(HeapTuple a, HeapTuple b, TupleDesc tupdesc, AttrNumber attnum);
 
 /* Stamp, check and wipe a row being recalled. */
 static HeapTuple
@@ -159,6 +161,16 @@ guard_recall(RecallTable *cfg, Relation rel, HeapTuple oldtup, HeapTuple newtup)
 	Datum	   *values = palloc(sizeof(Datum) * ncols);
 	bool	   *nulls = palloc(sizeof(bool) * ncols);
 
+	for (int i = 0; i < cfg->npartkey; i++)
+		if (!same_value(oldtup, newtup, tupdesc, cfg->partkey_attnums[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot change the partition key of a message of table \"%s\" while recalling it",
+							cfg->relname),
+					 errdetail("Column \"%s\" is part of a partition key; moving the row to another partition would bypass the recall's event.",
+							   NameStr(TupleDescAttr(tupdesc, cfg->partkey_attnums[i] - 1)->attname)),
+					 errhint("Recall the message first, then change its partition key in another statement.")));
+
 	actor = recall_resolve_actor(cfg, text_or_null(newtup, tupdesc, cfg->recalled_by_att));
 	reason = recall_given_reason(text_or_null(newtup, tupdesc, cfg->reason_att));
 
@@ -170,8 +182,8 @@ guard_recall(RecallTable *cfg, Relation rel, HeapTuple oldtup, HeapTuple newtup)
 			refuse_not_self(cfg, oldtup, tupdesc, actor, window_end);
 		if (reason == NULL)
 			recall_refuse(cfg, actor,
-						  psprintf("permission denied to recall message of table %s without a reason",
-								   cfg->qualified_name),
+						  psprintf("permission denied to recall a message of table \"%s\" without a reason",
+								   cfg->relname),
 						  psprintf("Actor \"%s\" is not the sender within the recall window, so the recall uses admin power, which needs a reason.",
 								   actor),
 						  "Set recall_reason in the statement, pass reason => to recall.recall(), or set recall.reason.");
@@ -223,7 +235,7 @@ guard_recalled(RecallTable *cfg, Relation rel, HeapTuple oldtup, HeapTuple newtu
 	if (heap_attisnull(newtup, cfg->recalled_at_att, tupdesc))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot un-recall a message of table %s", cfg->qualified_name),
+				 errmsg("cannot un-recall a message of table \"%s\"", cfg->relname),
 				 errdetail("A recalled message stays recalled: recalled_at cannot be set back to NULL.")));
 
 	if (!same_value(oldtup, newtup, tupdesc, cfg->recalled_at_att))
@@ -242,8 +254,8 @@ guard_recalled(RecallTable *cfg, Relation rel, HeapTuple oldtup, HeapTuple newtu
 			 !same_value(oldtup, newtup, tupdesc, cfg->reason_att))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot change recalled_by or recall_reason of a recalled message of table %s",
-						cfg->qualified_name),
+				 errmsg("cannot change recalled_by or recall_reason of a recalled message of table \"%s\"",
+						cfg->relname),
 				 errdetail("A recall's actor and reason are fixed when it happens.")));
 
 	for (int i = 0; i < cfg->ncontent; i++)
@@ -261,8 +273,8 @@ guard_recalled(RecallTable *cfg, Relation rel, HeapTuple oldtup, HeapTuple newtu
 		else if (!cfg->keep_wiped)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot change content of a recalled message of table %s",
-							cfg->qualified_name),
+					 errmsg("cannot change content of a recalled message of table \"%s\"",
+							cfg->relname),
 					 errdetail("Column \"%s\" of a recalled message must keep its wiped value.",
 							   NameStr(TupleDescAttr(tupdesc, col->attnum - 1)->attname)),
 					 errhint("Leave the content columns of recalled messages as they are, or enable the table with on_recalled_write => 'keep_wiped'.")));

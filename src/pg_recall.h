@@ -56,6 +56,7 @@ typedef struct RecallTable
 
 	Oid			root_relid;		/* the enabled table (recall.tables.tbl) */
 	char	   *qualified_name; /* "schema.table", quoted as needed */
+	char	   *relname;		/* its plain name, for messages */
 	char	   *channel;
 
 	int			nkeys;
@@ -79,6 +80,10 @@ typedef struct RecallTable
 	Interval	window;
 
 	bool		keep_wiped;
+
+	/* partition key columns of every ancestor, as this relation's attnums */
+	int			npartkey;
+	AttrNumber *partkey_attnums;
 
 	RecallActorSource actor_source;
 	char	   *actor_setting;
@@ -115,6 +120,7 @@ extern Jsonb *recall_parse_jsonb(const char *text);
 /* actor.c */
 extern char *recall_resolve_actor(RecallTable *cfg, const char *given);
 extern char *recall_given_reason(const char *given);
+extern bool recall_actor_from_argument;
 extern void recall_refuse(RecallTable *cfg, const char *actor, const char *message,
 						  const char *detail, const char *hint) pg_attribute_noreturn();
 

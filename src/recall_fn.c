@@ -187,9 +187,11 @@ convert_id_checked(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 			ReThrowError(edata);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("id of type %s does not fit the key of table %s",
-						format_type_be(argtype), cfg->qualified_name),
-				 errdetail("%s", edata->message)));
+				 errmsg("id of type %s does not fit the key of table \"%s\"",
+						format_type_be(argtype), cfg->relname),
+				 errdetail("Key column \"%s\" is of type %s: %s.",
+						   cfg->key_names[0], format_type_be(cfg->key_types[0]),
+						   edata->message)));
 	}
 	PG_END_TRY();
 }
@@ -215,7 +217,7 @@ recall_recall(PG_FUNCTION_ARGS)
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("table must not be null")));
 	relid = PG_GETARG_OID(0);
 	if (!OidIsValid(get_rel_relkind(relid)))
@@ -253,9 +255,18 @@ recall_recall(PG_FUNCTION_ARGS)
 	/* the UPDATE's triggers may reload cfg; its old plans live until commit */
 	update_plan = cfg->update_plan;
 	exists_plan = cfg->exists_plan;
-	qualified_name = pstrdup(cfg->qualified_name);
+	qualified_name = pstrdup(cfg->relname);
 
-	ret = SPI_execute_plan(update_plan, values, nulls, false, 0);
+	recall_actor_from_argument = !PG_ARGISNULL(2);
+	PG_TRY();
+	{
+		ret = SPI_execute_plan(update_plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		recall_actor_from_argument = false;
+	}
+	PG_END_TRY();
 	if (ret != SPI_OK_UPDATE)
 		elog(ERROR, "recall update failed: %s", SPI_result_code_string(ret));
 	recalled = (SPI_processed > 0);
@@ -267,7 +278,7 @@ recall_recall(PG_FUNCTION_ARGS)
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("message not found in table %s", qualified_name),
+					 errmsg("message not found in table \"%s\"", qualified_name),
 					 errdetail("No row of relation \"%s\" has that key.", get_rel_name(relid))));
 	}
 	SPI_finish();
