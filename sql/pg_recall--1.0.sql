@@ -162,6 +162,10 @@ CREATE FUNCTION recall._copies_put(entry recall.copies) RETURNS void
 CREATE FUNCTION recall._copies_delete(entry recall.copies) RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_copies_delete' LANGUAGE C STRICT VOLATILE;
 
+CREATE FUNCTION recall._treat_existing_copies(tbl regclass, copy regclass, match name[])
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'recall_treat_existing_copies' LANGUAGE C STRICT VOLATILE;
+
 CREATE FUNCTION recall.copy_guard_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'recall_copy_guard_trigger' LANGUAGE C;
 COMMENT ON FUNCTION recall.copy_guard_trigger() IS
@@ -252,7 +256,7 @@ BEGIN
     IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
         RAISE EXCEPTION 'must be owner of table %', rel.relname
             USING ERRCODE = '42501',
-                  DETAIL = format('Only the table''s owner or a superuser may %s recall on it.', what);
+                  DETAIL = format('Only the table''s owner or a superuser may %s it.', what);
     END IF;
     RETURN rel;
 END
@@ -330,7 +334,7 @@ BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be null' USING ERRCODE = '22004';
     END IF;
-    rel := recall._check_owner(tbl, 'enable');
+    rel := recall._check_owner(tbl, 'enable recall on');
     SELECT n.nspname INTO nsp FROM pg_catalog.pg_namespace n WHERE n.oid = rel.relnamespace;
 
     SELECT * INTO prev FROM recall.tables t WHERE t.tbl = enable.tbl;
@@ -650,7 +654,7 @@ DECLARE
     cfg  recall.tables;
     c    recall.copies;
 BEGIN
-    rel := recall._check_owner(tbl, 'disable');
+    rel := recall._check_owner(tbl, 'disable recall on');
     SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = disable.tbl;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table "%" is not enabled for recall', rel.relname
@@ -882,23 +886,8 @@ BEGIN
     PERFORM recall._copies_put(entry);
     PERFORM recall._copy_guards(copy);
 
-    -- copies of messages recalled already are treated at once
-    FOR i IN 1 .. pg_catalog.cardinality(match) LOOP
-        SELECT a.atttypid INTO keytyp FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = tbl AND a.attname = cfg.key_columns[i];
-        conds := conds || format('m.%I::%s = t.%I', match[i], keytyp::regtype, cfg.key_columns[i]);
-    END LOOP;
-    IF action = 'wipe' THEN
-        SELECT pg_catalog.string_agg(format('%I = %s', c,
-                   CASE WHEN w IS NULL THEN 'NULL' ELSE pg_catalog.quote_literal(w) END), ', ')
-          INTO sets
-        FROM ROWS FROM (pg_catalog.unnest(content), pg_catalog.unnest(wiped)) AS u(c, w);
-        EXECUTE format('UPDATE %s m SET %s WHERE EXISTS (SELECT FROM %s t WHERE %s AND t.recalled_at IS NOT NULL)',
-                       copy, sets, tbl, pg_catalog.array_to_string(conds, ' AND '));
-    ELSE
-        EXECUTE format('DELETE FROM %s m WHERE EXISTS (SELECT FROM %s t WHERE %s AND t.recalled_at IS NOT NULL)',
-                       copy, tbl, pg_catalog.array_to_string(conds, ' AND '));
-    END IF;
+    -- copies of messages recalled already (or recalled and deleted) at once
+    PERFORM recall._treat_existing_copies(tbl, copy, match);
 END
 $add_copy$;
 COMMENT ON FUNCTION recall.add_copy(regclass, regclass, name[], name[], text) IS
@@ -946,11 +935,22 @@ SELECT recall._wake_dispatcher();
 -- Keep the registry in step with DROP TABLE.
 CREATE FUNCTION recall._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    copies oid[];
+    cp     oid;
 BEGIN
-    DELETE FROM recall.copies c
-    USING pg_catalog.pg_event_trigger_dropped_objects() d
-    WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
-      AND d.objid IN (c.tbl::oid, c.copy::oid);
+    WITH gone AS (
+        DELETE FROM recall.copies c
+        USING pg_catalog.pg_event_trigger_dropped_objects() d
+        WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid = 0
+          AND d.objid IN (c.tbl::oid, c.copy::oid)
+        RETURNING c.copy)
+    SELECT pg_catalog.array_agg(DISTINCT g.copy::oid) INTO copies FROM gone g;
+    -- a copy table that is still there loses the guards of the dropped table
+    FOR cp IN SELECT u.o FROM pg_catalog.unnest(copies) AS u(o)
+              WHERE EXISTS (SELECT FROM pg_catalog.pg_class k WHERE k.oid = u.o) LOOP
+        PERFORM recall._copy_guards(cp::regclass);
+    END LOOP;
     DELETE FROM recall.purge_state p
     USING pg_catalog.pg_event_trigger_dropped_objects() d
     WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = p.tbl::oid

@@ -28,8 +28,12 @@
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/resowner.h"
+#include "access/xact.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -41,6 +45,7 @@
 #include "pg_recall.h"
 
 PG_FUNCTION_INFO_V1(recall_copy_guard_trigger);
+PG_FUNCTION_INFO_V1(recall_treat_existing_copies);
 
 /* One registration of recall.copies. */
 typedef struct CopyReg
@@ -60,7 +65,8 @@ typedef struct CopyReg
 	char	   *tbl_name;
 	Oid			tbl_owner;
 	SPIPlanPtr	wipe_plan;		/* on recall: wipe or delete the copies */
-	SPIPlanPtr	check_plan;		/* is the message a copy row points at recalled? */
+	SPIPlanPtr	lock_plan;		/* the message's row, locked FOR SHARE */
+	SPIPlanPtr	check_plan;		/* its recall in recall.events */
 } CopyReg;
 
 /* Registrations that concern one relation, as message table or copy. */
@@ -213,6 +219,12 @@ load_copy_entry(CopyEntry *entry)
 		reg->key_types = palloc(sizeof(Oid) * reg->nkeys);
 		for (int i = 0; i < reg->nkeys; i++)
 		{
+			if (get_attnum(reg->copy, reg->match_names[i]) == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of copy table \"%s\" does not exist",
+								reg->match_names[i], get_rel_name(reg->copy)),
+						 errhint("Register the copy again with recall.drop_copy() and recall.add_copy().")));
 			reg->match_types[i] = get_atttype(reg->copy, get_attnum(reg->copy, reg->match_names[i]));
 			reg->key_types[i] = get_atttype(reg->tbl, get_attnum(reg->tbl, reg->key_names[i]));
 		}
@@ -244,6 +256,7 @@ load_copy_entry(CopyEntry *entry)
 			CopyReg    *reg = (CopyReg *) lfirst(lc);
 
 			recall_retire_plan(reg->wipe_plan);
+			recall_retire_plan(reg->lock_plan);
 			recall_retire_plan(reg->check_plan);
 		}
 		recall_retire_context(entry->mcxt);
@@ -318,6 +331,13 @@ prepare_wipe_plan(CopyReg *reg)
 			Oid			typid;
 			int32		typmod;
 			Oid			collid;
+
+			if (att == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("column \"%s\" of copy table \"%s\" does not exist",
+								reg->content_names[i], get_rel_name(reg->copy)),
+						 errhint("Register the copy again with recall.drop_copy() and recall.add_copy().")));
 
 			get_atttypetypmodcoll(reg->copy, att, &typid, &typmod, &collid);
 
@@ -404,36 +424,122 @@ recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
 	}
 }
 
-/* Prepare the check: does this match point at a recalled message? */
-static SPIPlanPtr
-prepare_check_plan(CopyReg *reg)
+/* A key parameter cast from the match column's type when they differ. */
+static void
+append_key_param(StringInfo sql, CopyReg *reg, int i)
+{
+	appendStringInfo(sql, "$%d", i + 1);
+	if (reg->match_types[i] != reg->key_types[i])
+		appendStringInfo(sql, "::%s", format_type_be_qualified(reg->key_types[i]));
+}
+
+/*
+ * Prepare the checks: the message's row, locked FOR SHARE so that a recall
+ * in flight is waited for (and a recall that comes later waits for this
+ * copy, then wipes it); else its recall in recall.events, once deleted.
+ */
+static void
+prepare_check_plans(CopyReg *reg)
 {
 	StringInfoData sql;
 	Oid		   *argtypes = palloc(sizeof(Oid) * (reg->nkeys + 1));
-	SPIPlanPtr	plan;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT EXISTS (SELECT 1 FROM %s WHERE ", reg->tbl_name);
-	for (int i = 0; i < reg->nkeys; i++)
-		appendStringInfo(&sql, "%s OPERATOR(pg_catalog.=) $%d::%s AND ",
-						 quote_identifier(reg->key_names[i]), i + 1,
-						 format_type_be_qualified(reg->key_types[i]));
-	appendStringInfo(&sql, "recalled_at IS NOT NULL)"
-					 " OR EXISTS (SELECT 1 FROM recall.events e"
-					 " WHERE e.tbl OPERATOR(pg_catalog.=) $%d AND e.pk OPERATOR(pg_catalog.=) ",
-					 reg->nkeys + 1);
-	recall_append_key_object(&sql, reg->key_names, reg->nkeys, 1, reg->key_types);
-	appendStringInfoChar(&sql, ')');
 
 	for (int i = 0; i < reg->nkeys; i++)
 		argtypes[i] = reg->match_types[i];
 	argtypes[reg->nkeys] = REGCLASSOID;
-	plan = SPI_prepare(sql.data, reg->nkeys + 1, argtypes);
-	if (plan == NULL)
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT recalled_at IS NOT NULL FROM %s WHERE ", reg->tbl_name);
+	for (int i = 0; i < reg->nkeys; i++)
+	{
+		appendStringInfo(&sql, "%s%s OPERATOR(pg_catalog.=) ", i > 0 ? " AND " : "",
+						 quote_identifier(reg->key_names[i]));
+		append_key_param(&sql, reg, i);
+	}
+	appendStringInfoString(&sql, " FOR SHARE");
+	reg->lock_plan = SPI_prepare(sql.data, reg->nkeys, argtypes);
+	if (reg->lock_plan == NULL)
 		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
 			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
+	SPI_keepplan(reg->lock_plan);
+
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT EXISTS (SELECT 1 FROM recall.events e"
+					 " WHERE e.tbl OPERATOR(pg_catalog.=) $%d AND e.pk OPERATOR(pg_catalog.=) ",
+					 reg->nkeys + 1);
+	recall_append_key_object(&sql, reg->key_names, reg->nkeys, 1,
+							 memcmp(reg->match_types, reg->key_types, sizeof(Oid) * reg->nkeys) == 0
+							 ? NULL : reg->key_types);
+	appendStringInfoChar(&sql, ')');
+	reg->check_plan = SPI_prepare(sql.data, reg->nkeys + 1, argtypes);
+	if (reg->check_plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(reg->check_plan);
+}
+
+/* Run the checks of prepare_check_plans. */
+static bool
+run_checks(CopyReg *reg, Datum *args)
+{
+	int			ret;
+	bool		isnull;
+	bool		recalled = false;
+
+	if (reg->lock_plan == NULL || reg->check_plan == NULL)
+		prepare_check_plans(reg);
+	ret = SPI_execute_plan(reg->lock_plan, args, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "checking a copy's message failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+		return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+	ret = SPI_execute_plan(reg->check_plan, args, NULL, true, 1);
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "checking a copy's message failed: %s", SPI_result_code_string(ret));
+	recalled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	return recalled;
+}
+
+/*
+ * run_checks in a subtransaction, for match columns whose values need a
+ * cast to the key's type: a value that is no key (a text match holding
+ * "$abc:matrix.org" for a bigint key) points at no message.
+ */
+static bool
+run_checks_guarded(CopyReg *reg, Datum *args)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	bool		recalled = false;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		recalled = run_checks(reg, args);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+		/* only a value that does not convert means "no such message" */
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		recalled = false;
+	}
+	PG_END_TRY();
+	return recalled;
 }
 
 /*
@@ -446,7 +552,7 @@ points_at_recalled(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 	Datum	   *args = palloc(sizeof(Datum) * (reg->nkeys + 1));
 	Oid			save_userid;
 	int			save_sec_context;
-	int			ret;
+	int			save_nestlevel;
 	bool		isnull;
 	bool		recalled;
 
@@ -462,22 +568,51 @@ points_at_recalled(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 	}
 	args[reg->nkeys] = ObjectIdGetDatum(reg->tbl);
 
-	/* the logs are the extension owner's to read */
+	/* the logs are the extension owner's to read; a fixed path keeps plans */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
 	SetUserIdAndSecContext(recall_extension_owner(),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (reg->check_plan == NULL)
-		reg->check_plan = prepare_check_plan(reg);
-	ret = SPI_execute_plan(reg->check_plan, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "checking a copy's message failed: %s", SPI_result_code_string(ret));
-	recalled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (memcmp(reg->match_types, reg->key_types, sizeof(Oid) * reg->nkeys) == 0)
+		recalled = run_checks(reg, args);
+	else
+		recalled = run_checks_guarded(reg, args);
 	SPI_finish();
+	AtEOXact_GUC(false, save_nestlevel);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return recalled;
+}
+
+/* Did an UPDATE leave a copy row's match and content columns as they were? */
+static bool
+copy_row_unchanged(CopyReg *reg, HeapTuple oldtup, HeapTuple newtup, TupleDesc tupdesc)
+{
+	for (int i = 0; i < reg->nkeys + reg->ncontent; i++)
+	{
+		const char *name = i < reg->nkeys ? reg->match_names[i] : reg->content_names[i - reg->nkeys];
+		int			att = SPI_fnumber(tupdesc, name);
+		bool		onull;
+		bool		nnull;
+		Datum		od;
+		Datum		nd;
+		Form_pg_attribute attr;
+
+		if (att <= 0)
+			return false;
+		attr = TupleDescAttr(tupdesc, att - 1);
+		od = heap_getattr(oldtup, att, tupdesc, &onull);
+		nd = heap_getattr(newtup, att, tupdesc, &nnull);
+		if (onull != nnull ||
+			(!onull && !datum_image_eq(od, nd, attr->attbyval, attr->attlen)))
+			return false;
+	}
+	return true;
 }
 
 /* The copy registrations of rel, or of the nearest ancestor that has some. */
@@ -561,6 +696,11 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 				 errmsg("function \"%s\" must be fired FOR EACH ROW on INSERT or UPDATE",
 						"recall.copy_guard_trigger")));
 
+	/* the recall's own wipe of its copies needs no second look */
+	if (recall_in_copy_wipe)
+		return TRIGGER_FIRED_BEFORE(trigdata->tg_event)
+			? PointerGetDatum(trigdata->tg_newtuple) : PointerGetDatum(NULL);
+
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
 	before = TRIGGER_FIRED_BEFORE(trigdata->tg_event);
@@ -570,6 +710,11 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 	foreach(lc, copy_regs_for(rel))
 	{
 		CopyReg    *reg = (CopyReg *) lfirst(lc);
+
+		/* an UPDATE that leaves match and content alone (a flag) changes nothing */
+		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
+			copy_row_unchanged(reg, trigdata->tg_trigtuple, tup, tupdesc))
+			continue;
 
 		if (before)
 		{
@@ -612,4 +757,134 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 	if (!before)
 		return PointerGetDatum(NULL);
 	return PointerGetDatum(tup);
+}
+
+/*
+ * recall._treat_existing_copies(tbl regclass, copy regclass, match name[])
+ * returns bigint: give the copy rows that point at messages recalled
+ * before the registration (still there, or deleted since) the treatment of
+ * a recall.  Run by recall.add_copy(); the caller must own both tables.
+ * Keys are compared as text here, so that a copy value that is no key
+ * simply matches nothing.
+ */
+Datum
+recall_treat_existing_copies(PG_FUNCTION_ARGS)
+{
+	Oid			tbl = PG_GETARG_OID(0);
+	Oid			copy = PG_GETARG_OID(1);
+	int			nmatch;
+	char	  **match = name_array(PG_GETARG_DATUM(2), &nmatch);
+	CopyEntry  *entry;
+	CopyReg    *reg = NULL;
+	ListCell   *lc;
+	StringInfoData sql;
+	StringInfoData cond;
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+	int			ret;
+	Datum		pks;
+	bool		isnull;
+	Oid			argtypes[1] = {JSONBOID};
+	uint64		n;
+	bool		save_in_copy_wipe = recall_in_copy_wipe;
+
+#if PG_VERSION_NUM >= 160000
+	if (!object_ownercheck(RelationRelationId, tbl, GetUserId()) ||
+		!object_ownercheck(RelationRelationId, copy, GetUserId()))
+#else
+	if (!pg_class_ownercheck(tbl, GetUserId()) || !pg_class_ownercheck(copy, GetUserId()))
+#endif
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of tables \"%s\" and \"%s\"",
+						get_rel_name(tbl), get_rel_name(copy))));
+
+	entry = copy_entry(tbl);
+	foreach(lc, entry->as_tbl)
+	{
+		CopyReg    *r = (CopyReg *) lfirst(lc);
+		bool		same = (r->copy == copy && r->nkeys == nmatch);
+
+		for (int i = 0; same && i < nmatch; i++)
+			same = (strcmp(r->match_names[i], match[i]) == 0);
+		if (same)
+			reg = r;
+	}
+	if (reg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("copy of table \"%s\" in \"%s\" is not registered",
+						get_rel_name(tbl), get_rel_name(copy))));
+
+	/* the keys of recalled messages since deleted, from the log */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(recall_extension_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			types[1] = {REGCLASSOID};
+		Datum		args[1] = {ObjectIdGetDatum(tbl)};
+
+		ret = SPI_execute_with_args("SELECT COALESCE(pg_catalog.jsonb_agg(DISTINCT e.pk), '[]')"
+									" FROM recall.events e WHERE e.tbl OPERATOR(pg_catalog.=) $1",
+									1, types, args, NULL, true, 1);
+	}
+	if (ret != SPI_OK_SELECT || SPI_processed != 1)
+		elog(ERROR, "reading recall.events failed: %s", SPI_result_code_string(ret));
+	pks = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
+							false, -1);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+
+	initStringInfo(&cond);
+	appendStringInfo(&cond, " WHERE EXISTS (SELECT 1 FROM %s t WHERE t.recalled_at IS NOT NULL", reg->tbl_name);
+	for (int i = 0; i < reg->nkeys; i++)
+		appendStringInfo(&cond, " AND t.%s::pg_catalog.text OPERATOR(pg_catalog.=) m.%s::pg_catalog.text",
+						 quote_identifier(reg->key_names[i]), quote_identifier(reg->match_names[i]));
+	appendStringInfoString(&cond, ") OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements($1) AS e(pk) WHERE true");
+	for (int i = 0; i < reg->nkeys; i++)
+		appendStringInfo(&cond, " AND (e.pk OPERATOR(pg_catalog.->>) %s) OPERATOR(pg_catalog.=) m.%s::pg_catalog.text",
+						 quote_literal_cstr(reg->key_names[i]), quote_identifier(reg->match_names[i]));
+	appendStringInfoChar(&cond, ')');
+
+	initStringInfo(&sql);
+	if (reg->is_delete)
+		appendStringInfo(&sql, "DELETE FROM %s m%s", reg->copy_name, cond.data);
+	else
+	{
+		appendStringInfo(&sql, "UPDATE %s m SET ", reg->copy_name);
+		for (int i = 0; i < reg->ncontent; i++)
+		{
+			appendStringInfo(&sql, "%s%s = ", i > 0 ? ", " : "", quote_identifier(reg->content_names[i]));
+			if (reg->wiped[i] == NULL)
+				appendStringInfoString(&sql, "NULL");
+			else
+				appendStringInfoString(&sql, quote_literal_cstr(reg->wiped[i]));
+		}
+		appendStringInfoString(&sql, cond.data);
+	}
+
+	/* as in a recall: the owner of tbl, row-level security not forced */
+	SetUserIdAndSecContext(reg->tbl_owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_NOFORCE_RLS);
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	recall_in_copy_wipe = true;
+	ret = SPI_execute_with_args(sql.data, 1, argtypes, &pks, NULL, false, 0);
+	recall_in_copy_wipe = save_in_copy_wipe;
+	if (ret != SPI_OK_UPDATE && ret != SPI_OK_DELETE)
+		elog(ERROR, "treating existing copies failed: %s", SPI_result_code_string(ret));
+	n = SPI_processed;
+	SPI_finish();
+	AtEOXact_GUC(false, save_nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	PG_RETURN_INT64((int64) n);
 }
