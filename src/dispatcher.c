@@ -503,9 +503,9 @@ database_wanted_elsewhere(void)
 	LOCKTAG		tag;
 
 	SET_LOCKTAG_OBJECT(tag, InvalidOid, DatabaseRelationId, MyDatabaseId, 0);
-	if (LockAcquire(&tag, RowExclusiveLock, false, true) == LOCKACQUIRE_NOT_AVAIL)
+	if (LockAcquire(&tag, RowExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
 		return true;
-	LockRelease(&tag, RowExclusiveLock, false);
+	LockRelease(&tag, RowExclusiveLock, true);
 	return false;
 }
 
@@ -670,6 +670,25 @@ dispatch_batch(void)
 	}
 	full = (nevents >= dispatch_batch_size);
 
+	/*
+	 * A full batch may end inside a statement's events: leave that statement
+	 * to the next batch, so that it gets one notification (unless it alone
+	 * is larger than a batch).
+	 */
+	if (full && nevents > 1)
+	{
+		DispatchEvent *last = &events[nevents - 1];
+		int			start = nevents - 1;
+
+		while (start > 0 && events[start - 1].xid == last->xid &&
+			   events[start - 1].has_group == last->has_group &&
+			   events[start - 1].group == last->group &&
+			   events[start - 1].tbl == last->tbl)
+			start--;
+		if (start > 0)
+			nevents = start;
+	}
+
 	/* one notification per (transaction, statement, table) */
 	ngroup_start = 0;
 	for (int i = 1; i <= nevents; i++)
@@ -774,6 +793,7 @@ recall_dispatcher_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	TimestampTz next_purge = 0;
+	TimestampTz next_dispatch = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -793,7 +813,8 @@ recall_dispatcher_main(Datum arg)
 	for (;;)
 	{
 		int			result;
-		long		timeout = dispatch_interval_ms;
+		TimestampTz now;
+		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -813,21 +834,34 @@ recall_dispatcher_main(Datum arg)
 		}
 		if (result > 0)
 			continue;
+		next_dispatch = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dispatch_interval_ms);
 
-		/* erasure: look once a second for tables whose recalls are due */
-		if (purge_delay_ms > 0)
+		/*
+		 * Sleep until woken or the interval is over; wake at least once a
+		 * second to step aside for DROP DATABASE (which waits 5 s for the
+		 * database's sessions) and to purge.
+		 */
+		for (;;)
 		{
-			TimestampTz now = GetCurrentTimestamp();
-
-			if (now >= next_purge)
+			now = GetCurrentTimestamp();
+			if (purge_delay_ms > 0 && now >= next_purge)
 			{
 				purge_due_tables();
 				next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
 			}
-			timeout = Min(timeout, 1000);
+			if (now >= next_dispatch)
+				break;
+			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						   Min(1000, (long) ((next_dispatch - now) / 1000) + 1),
+						   PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
+			if (rc & WL_LATCH_SET)
+				break;
+			if (database_wanted_elsewhere())
+			{
+				dispatcher_leave(false);
+				proc_exit(0);
+			}
 		}
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 timeout, PG_WAIT_EXTENSION);
 	}
 }
