@@ -40,6 +40,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "optimizer/optimizer.h"
 #include "storage/bufmgr.h"
 #include "storage/bufpage.h"
 #include "storage/lmgr.h"
@@ -67,15 +68,6 @@ typedef struct PurgeResult
 	int64		bytes_zeroed;
 	bool		rebuilt;
 } PurgeResult;
-
-/* TIDs of dead heap tuples, for the btree pass. */
-typedef struct DeadTids
-{
-	ItemPointerData *tids;
-	int			n;
-	int			cap;
-} DeadTids;
-
 
 static void
 emit(PurgeSink *sink, PurgeResult *r)
@@ -106,182 +98,64 @@ nonzero_bytes(const char *p, Size len)
 	return n;
 }
 
+/*
+ * Prune a heap page as VACUUM does: dead-to-all tuples lose their storage
+ * (HOT chains keep their root as a redirect, so index entries of live rows
+ * stay valid; pruning WAL-logs its own record, with the conflict horizon
+ * that cancels standby queries still able to see those tuples).
+ */
 static void
-add_dead(DeadTids *dead, ItemPointer tid)
+prune_page(Relation rel, Buffer buf, TransactionId oldest, GlobalVisState *vistest)
 {
-	if (dead == NULL)
-		return;
-	if (dead->n == dead->cap)
-	{
-		dead->cap = dead->cap ? dead->cap * 2 : 1024;
-		dead->tids = dead->tids ? repalloc_huge(dead->tids, sizeof(ItemPointerData) * dead->cap)
-			: palloc_extended(sizeof(ItemPointerData) * dead->cap, MCXT_ALLOC_HUGE);
-	}
-	dead->tids[dead->n++] = *tid;
-}
+	int			nnewlpdead;
 
-/* Zero, WAL-logged, the given ranges of a locked page. */
-static void
-scrub_page(Relation rel, Buffer buf, char **starts, Size *lens, int nranges)
-{
-	START_CRIT_SECTION();
-	for (int i = 0; i < nranges; i++)
-		memset(starts[i], 0, lens[i]);
-	MarkBufferDirty(buf);
-	if (RelationNeedsWAL(rel))
-		log_newpage_buffer(buf, true);
-	END_CRIT_SECTION();
+#if PG_VERSION_NUM >= 150006 && PG_VERSION_NUM < 160000
+	(void) heap_page_prune(rel, buf, oldest, vistest, InvalidTransactionId, 0,
+						   &nnewlpdead, NULL);
+#elif PG_VERSION_NUM >= 150000 && PG_VERSION_NUM < 160000
+	(void) heap_page_prune(rel, buf, vistest, InvalidTransactionId, 0,
+						   &nnewlpdead, NULL);
+#else
+	/* other majors: the opportunistic form, which prunes only full pages */
+	(void) nnewlpdead;
+	heap_page_prune_opt(rel, buf);
+#endif
 }
 
 /*
- * Heap or TOAST: zero the data of tuples dead to all and the free space of
- * every page; collect dead TIDs for the index pass.
+ * Heap or TOAST: prune every page, then zero its free space (pd_lower to
+ * pd_upper), where compaction left the old tuples' bytes.  The zeroing is
+ * WAL-logged as a full page image.
  */
 static void
-scrub_heap(Relation rel, TransactionId oldest, DeadTids *dead, PurgeResult *res)
+scrub_heap(Relation rel, TransactionId oldest, PurgeResult *res)
 {
 	BlockNumber nblocks = RelationGetNumberOfBlocks(rel);
 	BufferAccessStrategy strategy = GetAccessStrategy(BAS_VACUUM);
+	GlobalVisState *vistest = GlobalVisTestFor(rel);
 
 	for (BlockNumber blk = 0; blk < nblocks; blk++)
 	{
 		Buffer		buf;
 		Page		page;
-		OffsetNumber maxoff;
-		char	   *starts[MaxHeapTuplesPerPage + 1];
-		Size		lens[MaxHeapTuplesPerPage + 1];
-		int			nranges = 0;
-		int64		bytes = 0;
 		PageHeader	phdr;
 
 		CHECK_FOR_INTERRUPTS();
 		buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		LockBufferForCleanup(buf);
 		page = BufferGetPage(buf);
 		res->pages_scanned++;
-		if (PageIsNew(page))
+		if (PageIsNew(page) || PageIsEmpty(page))
 		{
 			UnlockReleaseBuffer(buf);
 			continue;
 		}
 
-		/* decide everything before the critical section */
-		maxoff = PageGetMaxOffsetNumber(page);
-		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
-		{
-			ItemId		lp = PageGetItemId(page, off);
-			HeapTupleData tuple;
-			ItemPointerData tid;
+		prune_page(rel, buf, oldest, vistest);
 
-			ItemPointerSet(&tid, blk, off);
-			if (ItemIdIsDead(lp))
-			{
-				add_dead(dead, &tid);
-				continue;
-			}
-			if (!ItemIdIsNormal(lp))
-				continue;
-			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
-			tuple.t_len = ItemIdGetLength(lp);
-			tuple.t_tableOid = RelationGetRelid(rel);
-			tuple.t_self = tid;
-			if (HeapTupleSatisfiesVacuum(&tuple, oldest, buf) != HEAPTUPLE_DEAD)
-				continue;
-			add_dead(dead, &tid);
-			if (tuple.t_len > tuple.t_data->t_hoff)
-			{
-				char	   *data = (char *) tuple.t_data + tuple.t_data->t_hoff;
-				Size		len = tuple.t_len - tuple.t_data->t_hoff;
-				int64		nz = nonzero_bytes(data, len);
-
-				if (nz > 0)
-				{
-					starts[nranges] = data;
-					lens[nranges] = len;
-					nranges++;
-					bytes += nz;
-				}
-			}
-		}
+		/* decide before the critical section */
 		phdr = (PageHeader) page;
-		if (phdr->pd_upper > phdr->pd_lower)
-		{
-			int64		nz = nonzero_bytes((char *) page + phdr->pd_lower,
-										   phdr->pd_upper - phdr->pd_lower);
-
-			if (nz > 0)
-			{
-				starts[nranges] = (char *) page + phdr->pd_lower;
-				lens[nranges] = phdr->pd_upper - phdr->pd_lower;
-				nranges++;
-				bytes += nz;
-			}
-		}
-
-		if (nranges > 0)
-		{
-			scrub_page(rel, buf, starts, lens, nranges);
-			res->pages_scrubbed++;
-			res->bytes_zeroed += bytes;
-		}
-		UnlockReleaseBuffer(buf);
-	}
-	FreeAccessStrategy(strategy);
-}
-
-static int
-tid_cmp(const void *a, const void *b)
-{
-	return ItemPointerCompare((ItemPointer) a, (ItemPointer) b);
-}
-
-/* Index bulk-delete callback: does the entry point at a dead tuple? */
-static bool
-tid_is_dead(ItemPointer itemptr, void *state)
-{
-	DeadTids   *dead = (DeadTids *) state;
-
-	return bsearch(itemptr, dead->tids, dead->n, sizeof(ItemPointerData), tid_cmp) != NULL;
-}
-
-/*
- * A btree: remove the entries of dead tuples, then zero the free space of
- * every page but the metapage.
- */
-static void
-scrub_btree(Relation heap, Relation index, DeadTids *dead, PurgeResult *res)
-{
-	IndexVacuumInfo ivinfo;
-	IndexBulkDeleteResult *stats = NULL;
-	BlockNumber nblocks;
-
-	memset(&ivinfo, 0, sizeof(ivinfo));
-	ivinfo.index = index;
-	ivinfo.analyze_only = false;
-	ivinfo.report_progress = false;
-	ivinfo.estimated_count = true;
-	ivinfo.message_level = DEBUG2;
-	ivinfo.num_heap_tuples = Max(heap->rd_rel->reltuples, 0);
-	ivinfo.strategy = GetAccessStrategy(BAS_VACUUM);
-	if (dead->n > 0)
-		stats = index_bulk_delete(&ivinfo, stats, tid_is_dead, dead);
-	stats = index_vacuum_cleanup(&ivinfo, stats);
-
-	nblocks = RelationGetNumberOfBlocks(index);
-	for (BlockNumber blk = 1; blk < nblocks; blk++)
-	{
-		Buffer		buf;
-		Page		page;
-		PageHeader	phdr;
-
-		CHECK_FOR_INTERRUPTS();
-		buf = ReadBufferExtended(index, MAIN_FORKNUM, blk, RBM_NORMAL, ivinfo.strategy);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		page = BufferGetPage(buf);
-		res->pages_scanned++;
-		phdr = (PageHeader) page;
-		if (!PageIsNew(page) && phdr->pd_upper > phdr->pd_lower &&
-			phdr->pd_upper <= BLCKSZ)
+		if (phdr->pd_upper > phdr->pd_lower && phdr->pd_upper <= BLCKSZ)
 		{
 			char	   *start = (char *) page + phdr->pd_lower;
 			Size		len = phdr->pd_upper - phdr->pd_lower;
@@ -289,17 +163,42 @@ scrub_btree(Relation heap, Relation index, DeadTids *dead, PurgeResult *res)
 
 			if (nz > 0)
 			{
-				scrub_page(index, buf, &start, &len, 1);
+				START_CRIT_SECTION();
+				memset(start, 0, len);
+				MarkBufferDirty(buf);
+				if (RelationNeedsWAL(rel))
+					log_newpage_buffer(buf, true);
+				END_CRIT_SECTION();
 				res->pages_scrubbed++;
 				res->bytes_zeroed += nz;
 			}
 		}
 		UnlockReleaseBuffer(buf);
 	}
-	FreeAccessStrategy(ivinfo.strategy);
+	FreeAccessStrategy(strategy);
 }
 
-/* Rebuild an index whose pages cannot be scrubbed in place. */
+/* Does an index use one of the columns (as key, INCLUDE, expression or predicate)? */
+static bool
+index_uses_columns(Relation index, Bitmapset *cols)
+{
+	Bitmapset  *used = NULL;
+	List	   *exprs;
+
+	for (int i = 0; i < index->rd_index->indnatts; i++)
+	{
+		AttrNumber	att = index->rd_index->indkey.values[i];
+
+		if (att > 0)
+			used = bms_add_member(used, att - FirstLowInvalidHeapAttributeNumber);
+	}
+	exprs = RelationGetIndexExpressions(index);
+	pull_varattnos((Node *) exprs, 1, &used);
+	pull_varattnos((Node *) RelationGetIndexPredicate(index), 1, &used);
+	return bms_overlap(used, cols);
+}
+
+/* Rebuild an index: the only way to drop keys that never leave it. */
 static void
 rebuild_index(Oid indexoid)
 {
@@ -316,17 +215,21 @@ rebuild_index(Oid indexoid)
 	SPI_finish();
 }
 
-/* Purge one heap relation (a table or a leaf partition) and its TOAST and indexes. */
+/*
+ * Purge one heap relation (a table or a leaf partition): its heap, its
+ * TOAST, and the indexes that hold content columns.  Indexes keep their
+ * keys in places no page scrub reaches (btree high keys and parents, GIN
+ * entries), so those are rebuilt; the others hold no content.
+ */
 static void
-purge_relation(Oid relid, PurgeSink *sink)
+purge_relation(Oid relid, List *content, PurgeSink *sink)
 {
 	Relation	rel;
-	TransactionId oldest;
-	DeadTids	dead = {0};
 	PurgeResult res;
 	List	   *indexes;
 	ListCell   *lc;
 	Oid			toastoid;
+	Bitmapset  *cols = NULL;
 
 	rel = table_open(relid, ShareUpdateExclusiveLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION || rel->rd_rel->relam != HEAP_TABLE_AM_OID)
@@ -334,12 +237,11 @@ purge_relation(Oid relid, PurgeSink *sink)
 		table_close(rel, ShareUpdateExclusiveLock);
 		return;
 	}
-	oldest = GetOldestNonRemovableTransactionId(rel);
 
 	memset(&res, 0, sizeof(res));
 	res.relid = relid;
 	res.kind = "heap";
-	scrub_heap(rel, oldest, &dead, &res);
+	scrub_heap(rel, GetOldestNonRemovableTransactionId(rel), &res);
 	emit(sink, &res);
 
 	toastoid = rel->rd_rel->reltoastrelid;
@@ -350,34 +252,33 @@ purge_relation(Oid relid, PurgeSink *sink)
 		memset(&res, 0, sizeof(res));
 		res.relid = toastoid;
 		res.kind = "toast";
-		scrub_heap(toast, GetOldestNonRemovableTransactionId(toast), NULL, &res);
+		scrub_heap(toast, GetOldestNonRemovableTransactionId(toast), &res);
 		emit(sink, &res);
 		table_close(toast, ShareUpdateExclusiveLock);
 	}
 
-	if (dead.n > 1)
-		qsort(dead.tids, dead.n, sizeof(ItemPointerData), tid_cmp);
+	foreach(lc, content)
+	{
+		int			att = SPI_fnumber(RelationGetDescr(rel), (char *) lfirst(lc));
+
+		if (att > 0)
+			cols = bms_add_member(cols, att - FirstLowInvalidHeapAttributeNumber);
+	}
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
 		Oid			indexoid = lfirst_oid(lc);
-		Relation	index = index_open(indexoid, RowExclusiveLock);
-		bool		is_btree = (index->rd_rel->relam == BTREE_AM_OID);
+		Relation	index = index_open(indexoid, AccessShareLock);
+		bool		holds_content = index_uses_columns(index, cols);
 
+		index_close(index, AccessShareLock);
+		if (!holds_content)
+			continue;
+		rebuild_index(indexoid);
 		memset(&res, 0, sizeof(res));
 		res.relid = indexoid;
 		res.kind = "index";
-		if (is_btree && index->rd_index->indisvalid)
-		{
-			scrub_btree(rel, index, &dead, &res);
-			index_close(index, RowExclusiveLock);
-		}
-		else
-		{
-			index_close(index, RowExclusiveLock);
-			rebuild_index(indexoid);
-			res.rebuilt = true;
-		}
+		res.rebuilt = true;
 		emit(sink, &res);
 	}
 	table_close(rel, ShareUpdateExclusiveLock);
@@ -385,7 +286,7 @@ purge_relation(Oid relid, PurgeSink *sink)
 
 /* A relation and, for a partitioned one, its leaf partitions. */
 static void
-purge_tree(Oid relid, PurgeSink *sink)
+purge_tree(Oid relid, List *content, PurgeSink *sink)
 {
 	if (get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE)
 	{
@@ -394,11 +295,11 @@ purge_tree(Oid relid, PurgeSink *sink)
 		foreach(lc, find_all_inheritors(relid, AccessShareLock, NULL))
 		{
 			if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_RELATION)
-				purge_relation(lfirst_oid(lc), sink);
+				purge_relation(lfirst_oid(lc), content, sink);
 		}
 	}
 	else
-		purge_relation(relid, sink);
+		purge_relation(relid, content, sink);
 }
 
 /* The 64-bit form of a recent 32-bit xid. */
@@ -430,7 +331,14 @@ recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink
 	Oid			save_userid;
 	int			save_sec_context;
 
+	/*
+	 * The caller's ownership was checked (or is checked below, per table);
+	 * the logs, the registry and REINDEX are the extension owner's business.
+	 * (REINDEX evaluates index expressions as the table's owner.)
+	 */
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(recall_extension_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -469,6 +377,8 @@ recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink
 		Datum		target;
 		bool		deferred;
 		List	   *copies = NIL;
+		List	   *copy_content = NIL;
+		List	   *content = NIL;
 
 		if (owned_only &&
 #if PG_VERSION_NUM >= 160000
@@ -511,33 +421,56 @@ recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink
 			continue;
 		}
 
-		/* copy tables held the same text */
-		ret = SPI_execute_with_args("SELECT DISTINCT c.copy::pg_catalog.oid FROM recall.copies c"
+		/*
+		 * The table and its copy tables held the text: their content columns
+		 * (those of the table itself when it is its own copy, too).
+		 */
+		ret = SPI_execute_with_args("SELECT c.copy::pg_catalog.oid, u.col::pg_catalog.text,"
+									" c.copy OPERATOR(pg_catalog.=) c.tbl"
+									" FROM recall.copies c"
+									" LEFT JOIN LATERAL pg_catalog.unnest(c.content) AS u(col) ON true"
 									" WHERE c.tbl OPERATOR(pg_catalog.=) $1"
-									"   AND c.copy OPERATOR(pg_catalog.<>) $1",
+									" UNION ALL"
+									" SELECT t.tbl::pg_catalog.oid, u.col::pg_catalog.text, true"
+									" FROM recall.tables t, pg_catalog.unnest(t.content) AS u(col)"
+									" WHERE t.tbl OPERATOR(pg_catalog.=) $1",
 									1, argtypes, args, NULL, true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading recall.copies failed: %s", SPI_result_code_string(ret));
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			Oid			copy = DatumGetObjectId(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			char	   *name = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+			bool		self = DatumGetBool(SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &isnull));
 			MemoryContext old = MemoryContextSwitchTo(caller);
+			int			idx;
 
-			copies = lappend_oid(copies,
-								 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																SPI_tuptable->tupdesc, 1, &isnull)));
+			if (self)
+			{
+				if (name)
+					content = lappend(content, pstrdup(name));
+			}
+			else
+			{
+				for (idx = 0; idx < list_length(copies); idx++)
+					if (list_nth_oid(copies, idx) == copy)
+						break;
+				if (idx == list_length(copies))
+				{
+					copies = lappend_oid(copies, copy);
+					copy_content = lappend(copy_content, NIL);
+				}
+				if (name)
+					list_nth_cell(copy_content, idx)->ptr_value =
+						lappend((List *) list_nth(copy_content, idx), pstrdup(name));
+			}
 			MemoryContextSwitchTo(old);
 		}
 
-		/* rebuilding and the registry are the extension owner's business */
-		SetUserIdAndSecContext(recall_extension_owner(),
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-		purge_tree(relid, sink);
-		{
-			ListCell   *lc2;
-
-			foreach(lc2, copies)
-				purge_tree(lfirst_oid(lc2), sink);
-		}
+		purge_tree(relid, content, sink);
+		for (int i = 0; i < list_length(copies); i++)
+			purge_tree(list_nth_oid(copies, i), (List *) list_nth(copy_content, i), sink);
 
 		{
 			Oid			ptypes[2] = {REGCLASSOID, XID8OID};
@@ -551,9 +484,9 @@ recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink
 			if (ret != SPI_OK_INSERT)
 				elog(ERROR, "recording the purge failed: %s", SPI_result_code_string(ret));
 		}
-		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 }
 
 /*

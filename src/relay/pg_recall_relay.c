@@ -80,6 +80,7 @@ static const char *http_spec = NULL;
 static const char *token_path = NULL;
 static int	poll_ms = 2000;
 static int	heartbeat_secs = 15;
+static int	sse_buffer = 65536;
 static bool quiet = false;
 
 /* state */
@@ -239,6 +240,22 @@ open_output(void)
 	}
 	setvbuf(out, NULL, _IOFBF, 64 * 1024);
 	out_is_file = (fstat(fileno(out), &st) == 0 && S_ISREG(st.st_mode));
+
+	/*
+	 * A relay killed in the middle of a batch may have left half a line (its
+	 * batch was not saved in the state, so it comes again): end it, so that
+	 * the next line is whole.
+	 */
+	if (out_is_file && st.st_size > 0)
+	{
+		char		last;
+
+		if (pread(fileno(out), &last, 1, st.st_size - 1) == 1 && last != '\n')
+		{
+			fputc('\n', out);
+			fflush(out);
+		}
+	}
 }
 
 /* Open (or reopen, on SIGHUP) the log file in place of stderr. */
@@ -496,6 +513,24 @@ reset_connect_failure(void)
 }
 
 /*
+ * Messages the server sends outside a query (the FATAL of
+ * pg_terminate_backend or of a shutdown, notices): one line in the log.
+ */
+static void
+notice_processor(void *arg, const char *message)
+{
+	char	   *msg = pg_strdup(message);
+
+	relay_one_line(msg);
+	if (strncmp(msg, "NOTICE", 6) == 0 || strncmp(msg, "INFO", 4) == 0 ||
+		strncmp(msg, "LOG", 3) == 0 || strncmp(msg, "DEBUG", 5) == 0)
+		pg_log_info("server: %s", msg);
+	else
+		pg_log_warning("server: %s", msg);
+	free(msg);
+}
+
+/*
  * Connect, secure the search path, LISTEN, and take the start cursor when
  * there is none.  Returns true when connected; else errmsg says why, and
  * *fatal says whether retrying is pointless (bad connection options).
@@ -569,6 +604,7 @@ connect_db(PQExpBuffer errmsg, bool *fatal)
 		return false;
 	}
 	first_attempt = false;
+	PQsetNoticeProcessor(conn, notice_processor, NULL);
 
 	res = PQexec(conn, ALWAYS_SECURE_SEARCH_PATH_SQL);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK)
@@ -765,6 +801,8 @@ usage(void)
 	printf(_("      --http=[ADDR:]PORT   serve Server-Sent Events on ADDR (default: 127.0.0.1)\n"));
 	printf(_("      --token-file=FILE    require the bearer token in FILE on every HTTP request\n"));
 	printf(_("      --heartbeat=SECS     SSE heartbeat comment interval (default: 15)\n"));
+	printf(_("      --sse-buffer=N       recent events kept for SSE clients; a client\n"
+			 "                           further behind is disconnected (default: 65536)\n"));
 	printf(_("  -q, --quiet              print only warnings and errors\n"));
 	printf(_("  -V, --version            output version information, then exit\n"));
 	printf(_("  -?, --help               show this help, then exit\n"));
@@ -830,6 +868,7 @@ main(int argc, char **argv)
 		{"log-file", required_argument, NULL, 4},
 		{"poll-interval", required_argument, NULL, 5},
 		{"heartbeat", required_argument, NULL, 6},
+		{"sse-buffer", required_argument, NULL, 7},
 		{NULL, 0, NULL, 0}
 	};
 	int			c;
@@ -941,6 +980,18 @@ main(int argc, char **argv)
 					heartbeat_secs = ms / 1000;
 				}
 				break;
+			case 7:
+				{
+					char	   *end;
+					long		v;
+
+					errno = 0;
+					v = strtol(optarg, &end, 10);
+					if (errno != 0 || end == optarg || *end != '\0' || v < 2 * RELAY_BATCH || v > 10000000)
+						bad_option("invalid value \"%s\" for --sse-buffer: events between 2000 and 10000000", optarg);
+					sse_buffer = (int) v;
+				}
+				break;
 			default:
 				/* getopt_long already emitted a complaint */
 				pg_log_error_hint("Try \"%s --help\" for more information.", progname);
@@ -1018,7 +1069,7 @@ main(int argc, char **argv)
 	pg_logging_set_pre_callback(log_timestamp);
 	if (http_spec != NULL)
 	{
-		if (!http_start(http_spec, token, heartbeat_secs))
+		if (!http_start(http_spec, token, heartbeat_secs, sse_buffer))
 			exit(1);
 		if (have_cursor)
 			http_set_position(cursor);
@@ -1137,6 +1188,12 @@ main(int argc, char **argv)
 		if (http_spec != NULL)
 			timeout = Min(timeout, http_next_tick_ms());
 
+		if (conn != NULL && (PQstatus(conn) == CONNECTION_BAD || PQsocket(conn) < 0))
+		{
+			connection_lost(PQerrorMessage(conn));
+			next_attempt = relay_now_ms();
+			continue;
+		}
 		FD_ZERO(&rmask);
 		FD_SET(wake_pipe[0], &rmask);
 		maxfd = wake_pipe[0];
@@ -1166,7 +1223,7 @@ main(int argc, char **argv)
 		{
 			PGnotify   *notify;
 
-			if (!PQconsumeInput(conn))
+			if (!PQconsumeInput(conn) || PQstatus(conn) == CONNECTION_BAD)
 			{
 				char	   *msg = pg_strdup(PQerrorMessage(conn));
 

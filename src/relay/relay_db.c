@@ -69,21 +69,33 @@ relay_json_string(PQExpBuffer buf, const char *s)
 }
 
 /*
- * Turn a libpq message into one line: newlines and tabs become spaces,
- * trailing blanks go.
+ * Turn a libpq message into one line: every run of blanks (newlines, tabs,
+ * spaces) becomes one space, and leading and trailing blanks go.
  */
 void
 relay_one_line(char *msg)
 {
-	char	   *p;
-	size_t		len;
+	char	   *r = msg;
+	char	   *w = msg;
+	bool		blank = true;	/* drop leading blanks */
 
-	for (p = msg; *p; p++)
-		if (*p == '\n' || *p == '\r' || *p == '\t')
-			*p = ' ';
-	len = strlen(msg);
-	while (len > 0 && msg[len - 1] == ' ')
-		msg[--len] = '\0';
+	for (; *r; r++)
+	{
+		if (*r == '\n' || *r == '\r' || *r == '\t' || *r == ' ')
+		{
+			if (!blank)
+				*w++ = ' ';
+			blank = true;
+		}
+		else
+		{
+			*w++ = *r;
+			blank = false;
+		}
+	}
+	if (w > msg && w[-1] == ' ')
+		w--;
+	*w = '\0';
 }
 
 /*

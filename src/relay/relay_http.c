@@ -10,7 +10,7 @@
  * position, skipping the conversations it did not ask for, so a batch is
  * formatted once whatever the number of clients, and a slow client costs
  * nothing to the others: it merely lags, and a client whose position has
- * left the ring (it fell RING_CAP events behind) is disconnected.  Its
+ * left the ring (it fell --sse-buffer events behind) is disconnected.  Its
  * browser reconnects with Last-Event-ID and resumes by cursor.
  *
  * A client that resumes from a cursor (Last-Event-ID, ?after=) or asks for
@@ -48,8 +48,8 @@
 
 #include "demo_html.h"
 
-/* Events kept for the SSE clients: a client further behind is dropped */
-#define RING_CAP			65536
+/* Events kept for the SSE clients (--sse-buffer): a client further behind is dropped */
+static uint64 ring_cap = 65536;
 
 /* A client's replay queue is refilled when it holds less than this */
 #define QUEUE_LOW			(64 * 1024)
@@ -59,6 +59,14 @@
 
 /* Most ?conversation= filters on one request */
 #define MAX_CONVERSATIONS	64
+
+/*
+ * Kernel send buffer of each connection (inherited from the listening
+ * socket): fixed, so that a client that stops reading holds at most this
+ * much in the kernel and falls behind in the ring, where it is noticed,
+ * instead of in a buffer that autotuning lets grow to megabytes.
+ */
+#define SOCKET_SNDBUF		(128 * 1024)
 
 /* Bytes libmicrohttpd may use per connection (buffers included) */
 #define CONNECTION_MEMORY	(32 * 1024)
@@ -222,7 +230,7 @@ ring_find(const char *cursor, bool from_oldest, uint64 *next)
 	}
 	for (uint64 i = ring_end; i > ring_first; i--)
 	{
-		if (strcmp(ring[(i - 1) % RING_CAP].cursor, cursor) == 0)
+		if (strcmp(ring[(i - 1) % ring_cap].cursor, cursor) == 0)
 		{
 			*next = i;
 			return true;
@@ -408,7 +416,7 @@ sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		}
 		while (n < max && cl->next < ring_end)
 		{
-			RingEntry  *e = &ring[cl->next % RING_CAP];
+			RingEntry  *e = &ring[cl->next % ring_cap];
 			size_t		take;
 
 			if (cl->off == 0 && !client_wants(cl, e->conversation))
@@ -818,6 +826,7 @@ open_listener(const char *spec)
 	for (ai = res; ai != NULL; ai = ai->ai_next)
 	{
 		int			one = 1;
+		int			sndbuf = SOCKET_SNDBUF;
 
 		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
 		if (fd < 0)
@@ -826,6 +835,7 @@ open_listener(const char *spec)
 			continue;
 		}
 		(void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		(void) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1024) == 0)
 			break;
 		save_errno = errno;
@@ -846,10 +856,12 @@ open_listener(const char *spec)
 
 /*
  * Start the HTTP server on listen_spec; false (after a message) when it
- * cannot listen.  token: required bearer token, or NULL.
+ * cannot listen.  token: required bearer token, or NULL; sse_buffer: events
+ * kept for the clients.
  */
 bool
-http_start(const char *listen_spec, const char *token, int heartbeat_secs)
+http_start(const char *listen_spec, const char *token, int heartbeat_secs,
+		   int sse_buffer)
 {
 	struct rlimit rl;
 	sigset_t	block;
@@ -877,7 +889,8 @@ http_start(const char *listen_spec, const char *token, int heartbeat_secs)
 	http_token = token ? pg_strdup(token) : NULL;
 	heartbeat_ms = heartbeat_secs * 1000;
 	last_heartbeat = relay_now_ms();
-	ring = pg_malloc0(RING_CAP * sizeof(RingEntry));
+	ring_cap = sse_buffer;
+	ring = pg_malloc0(ring_cap * sizeof(RingEntry));
 
 	/* the server's thread takes no signal: the main thread handles them */
 	sigemptyset(&block);
@@ -1003,9 +1016,9 @@ http_publish(const RelayBatch *batch, const char *cursor)
 	for (int i = 0; i < batch->n; i++)
 	{
 		const RelayEvent *ev = &batch->events[i];
-		RingEntry  *e = &ring[ring_end % RING_CAP];
+		RingEntry  *e = &ring[ring_end % ring_cap];
 
-		if (ring_end - ring_first == RING_CAP)
+		if (ring_end - ring_first == ring_cap)
 		{
 			free(e->cursor);
 			free(e->conversation);
@@ -1219,8 +1232,8 @@ http_tick(void)
 		if (cl->closed)
 		{
 			if (cl->kicked)
-				pg_log_info("SSE client %s disconnected: it fell more than %d events behind",
-							cl->peer, RING_CAP);
+				pg_log_info("SSE client %s disconnected: it fell more than " UINT64_FORMAT " events behind",
+							cl->peer, ring_cap);
 			*link = cl->next_client;
 			nclients--;
 			client_free(cl);
