@@ -687,6 +687,44 @@ dispatch_batch(void)
 			start--;
 		if (start > 0)
 			nevents = start;
+		else if (last->has_group)
+		{
+			/* one statement fills the batch: take all of it, for one notification */
+			Oid			argtypes[5] = {XID8OID, INT4OID, OIDOID, INT8OID, INT8ARRAYOID};
+			Datum		args[5];
+			uint64		nmore;
+
+			args[0] = FullTransactionIdGetDatum(FullTransactionIdFromU64(last->xid));
+			args[1] = Int32GetDatum(last->group);
+			args[2] = ObjectIdGetDatum(last->tbl);
+			args[3] = Int64GetDatum(last->seq);
+			args[4] = PointerGetDatum(construct_array(done_seq_datums, ndone, INT8OID, 8,
+													  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			ret = SPI_execute_with_args("SELECT e.seq FROM recall.events e"
+										" WHERE e.xid OPERATOR(pg_catalog.=) $1"
+										"   AND e.dispatch_group OPERATOR(pg_catalog.=) $2"
+										"   AND e.tbl::pg_catalog.oid OPERATOR(pg_catalog.=) $3"
+										"   AND e.seq OPERATOR(pg_catalog.>) $4"
+										"   AND NOT e.seq OPERATOR(pg_catalog.=) ANY ($5)"
+										" ORDER BY e.seq",
+										5, argtypes, args, NULL, false, 0);
+			if (ret != SPI_OK_SELECT)
+				elog(ERROR, "reading recall.events failed: %s", SPI_result_code_string(ret));
+			nmore = SPI_processed;
+			if (nmore > 0)
+			{
+				DispatchEvent model = *last;
+
+				events = repalloc_huge(events, sizeof(DispatchEvent) * (nevents + nmore));
+				for (uint64 r = 0; r < nmore; r++)
+				{
+					events[nevents] = model;
+					events[nevents].seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r],
+																	  SPI_tuptable->tupdesc, 1, &isnull));
+					nevents++;
+				}
+			}
+		}
 	}
 
 	/* one notification per (transaction, statement, table) */

@@ -187,11 +187,8 @@ convert_id_checked(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 			ReThrowError(edata);
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("id of type %s does not fit the key of table \"%s\"",
-						format_type_be(argtype), cfg->relname),
-				 errdetail("Key column \"%s\" is of type %s: %s.",
-						   cfg->key_names[0], format_type_be(cfg->key_types[0]),
-						   edata->message)));
+				 errmsg("invalid id for table \"%s\": %s", cfg->relname, edata->message),
+				 errhint("Pass the key value, or a jsonb object naming every key column for a composite key.")));
 	}
 	PG_END_TRY();
 }

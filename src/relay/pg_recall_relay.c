@@ -48,8 +48,11 @@
 /* A notification's events not seen yet are looked for this long */
 #define HINT_TTL_MS			5000
 #define HINT_FIRST_MS		2
-#define HINT_MAX_MS			500
+#define HINT_MAX_MS			50
 #define MAX_HINTS			64
+
+/* Seqs of the last events printed, to recognize a late notification */
+#define RECENT_SEQS			2048
 
 /* Longest channel name (NAMEDATALEN - 1), as recall.enable() allows */
 #define MAX_CHANNEL			63
@@ -106,6 +109,9 @@ typedef struct Hint
 
 static Hint hints[MAX_HINTS];
 static int	nhints = 0;
+static int64 recent_seqs[RECENT_SEQS];
+static int	nrecent = 0;		/* entries used, up to RECENT_SEQS */
+static int	recent_next = 0;	/* where the next one goes */
 
 static void usage(void);
 
@@ -434,13 +440,16 @@ payload_number(const char *payload, const char *key, int64 *value)
  * Remember the events a notification announces.  The notification is only
  * a wake-up; but an event committed while an older transaction still runs
  * becomes readable only when that one ends, so the relay reads again soon
- * (HINT_FIRST_MS, doubling) until it has printed them or HINT_TTL_MS passed.
+ * (HINT_FIRST_MS, doubling up to HINT_MAX_MS) until it has printed them or
+ * HINT_TTL_MS passed.  A notification that comes after its events were
+ * printed (the relay was reading anyway) is recognized by their seqs.
  */
 static void
 add_hint(const char *payload)
 {
 	int64		first;
 	int64		last;
+	int64		seen = 0;
 
 	if (payload_number(payload, "first_seq", &first) &&
 		payload_number(payload, "last_seq", &last))
@@ -451,6 +460,11 @@ add_hint(const char *payload)
 		return;
 	if (last < first || last - first > 1000000)
 		return;
+	for (int i = 0; i < nrecent && seen <= last - first; i++)
+		if (recent_seqs[i] >= first && recent_seqs[i] <= last)
+			seen++;
+	if (seen > last - first)
+		return;
 	if (nhints == MAX_HINTS)
 	{
 		memmove(&hints[0], &hints[1], (MAX_HINTS - 1) * sizeof(Hint));
@@ -458,7 +472,7 @@ add_hint(const char *payload)
 	}
 	hints[nhints].first = first;
 	hints[nhints].last = last;
-	hints[nhints].seen = 0;
+	hints[nhints].seen = seen;
 	hints[nhints].expires = relay_now_ms() + HINT_TTL_MS;
 	nhints++;
 }
@@ -470,6 +484,13 @@ consume_hints(const RelayBatch *batch)
 	int64		now = relay_now_ms();
 	int			keep = 0;
 
+	for (int i = 0; i < batch->n; i++)
+	{
+		recent_seqs[recent_next] = batch->events[i].seq;
+		recent_next = (recent_next + 1) % RECENT_SEQS;
+		if (nrecent < RECENT_SEQS)
+			nrecent++;
+	}
 	for (int h = 0; h < nhints; h++)
 	{
 		Hint	   *hint = &hints[h];
@@ -736,6 +757,7 @@ drain(void)
 	{
 		RelayBatch	batch;
 		FetchResult fr;
+		bool		full;
 
 		fr = relay_fetch(conn, cursor, RELAY_BATCH, &batch, &errmsg);
 		if (fr == FETCH_BAD_CURSOR)
@@ -763,8 +785,9 @@ drain(void)
 			consume_hints(&batch);
 			http_publish(&batch, cursor);
 		}
+		full = (batch.n == RELAY_BATCH);
 		relay_batch_free(&batch);
-		if (batch.n < RELAY_BATCH || terminate_requested)
+		if (!full || terminate_requested)
 			break;
 	}
 	termPQExpBuffer(&errmsg);

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# scripts/setup.sh: install what pg_recall needs to build, test and demo.
+#
+# Called by `make setup`, `make demo`, `make test` and `make bench`.  Targets
+# Debian bookworm: installs the missing packages with apt-get, as root or
+# through sudo.  Idempotent, and silent when everything is already there.
+# Needs nothing from PostgreSQL itself, so it runs before pg_config exists.
+
+set -euo pipefail
+
+# Everything pg_recall's build, tests and demo use:
+#   postgresql-15, postgresql-server-dev-15, libpq-dev  the server, PGXS, libpq
+#   postgresql-common       pg_virtualenv (throwaway clusters for tests, demo)
+#   libipc-run-perl, perl   PostgreSQL::Test::Cluster and prove (TAP tests)
+#   postgresql-15-dirtyread reads dead tuples (proof that content is gone)
+#   build-essential gcc make
+PACKAGES=(
+	postgresql-15
+	postgresql-server-dev-15
+	libpq-dev
+	postgresql-common
+	libipc-run-perl
+	perl
+	postgresql-15-dirtyread
+	build-essential
+	gcc
+	make
+)
+# pg_recall_relay (src/relay, built and installed with the extension when it
+# is in the tree) serves HTTP with libmicrohttpd, found through pkg-config.
+if [ -f "$(dirname "${BASH_SOURCE[0]}")/../src/relay/Makefile" ]; then
+	PACKAGES+=(libmicrohttpd-dev pkg-config)
+fi
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		echo "setup.sh: need root to run: $*" >&2
+		echo "setup.sh: run as root, or install sudo" >&2
+		exit 1
+	fi
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+	status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+	if [ "$status" != "installed" ]; then
+		missing+=("$pkg")
+	fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "setup.sh: apt-get not found; install these by hand: ${missing[*]}" >&2
+		exit 1
+	fi
+	echo "setup.sh: installing ${missing[*]}"
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "${missing[@]}"
+fi
+
+# The server's default socket directory: made by the package's postinst on a
+# normal machine, missing in some containers.  pg_virtualenv's clusters need it.
+if [ ! -d /var/run/postgresql ]; then
+	as_root install -d -o postgres -g postgres -m 2775 /var/run/postgresql
+fi
+
+# PGXS comes from postgresql-server-dev-15; say so clearly if it is still absent.
+if ! command -v pg_config >/dev/null 2>&1; then
+	echo "setup.sh: pg_config still not found after installing packages" >&2
+	exit 1
+fi

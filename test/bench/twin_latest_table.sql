@@ -1,0 +1,8 @@
+-- interleaved baseline of latest_view.sql: latest 50 messages of a random
+-- conversation on the twin table with `recalled_at IS NULL`
+\set conv random(1, 12500)
+SELECT id, conversation, sender, created_at, body, attachment, reactions
+FROM messages_twin
+WHERE conversation = :conv AND recalled_at IS NULL
+ORDER BY id DESC
+LIMIT 50;
