@@ -45,6 +45,8 @@
 #   BENCH_TESTS     workloads to run (default "noise latest50 react insert
 #                   recall"; noise: the react workload on "plain" against
 #                   itself, the ratio a run gets with no difference at all)
+#   BENCH_DISPATCH  0: skip test/bench/dispatch_bench.sh (recall with and
+#                   without the dispatcher, a PL/pgSQL baseline, latency)
 #   BENCH_KEEP      1: leave the cluster running at the end (for profiling;
 #                   the script prints how to connect and how to stop it)
 set -euo pipefail
@@ -427,3 +429,10 @@ if [ "$PLAN_SAME" != yes ]; then
     } | tee -a "$OUT"
 fi
 say "== written to $OUT"
+
+# Issue 4's figures: bare / PL/pgSQL / inline NOTIFY / dispatcher, and latency
+if [ "${BENCH_DISPATCH:-1}" = 1 ]; then
+    cleanup
+    trap - EXIT
+    BENCH_OUT=$OUT bash "$ROOT/test/bench/dispatch_bench.sh"
+fi

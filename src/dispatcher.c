@@ -90,6 +90,7 @@ bool		recall_dispatcher_enabled = false;
 static int	dispatch_interval_ms = 1000;
 static int	dispatch_batch_size = 1000;
 static int	purge_delay_ms = 10000;
+static int	dispatch_delay_ms = 2;
 
 static DispatcherShared *shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -251,6 +252,13 @@ recall_dispatcher_register(void)
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("recall.dispatch_delay",
+							gettext_noop("Pause of a dispatcher after a batch, to gather the recalls that commit meanwhile into the next one."),
+							gettext_noop("Bounds the dispatcher to one transaction per this interval under load; adds at most this much latency."),
+							&dispatch_delay_ms,
+							2, 0, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("recall.purge_delay",
 							gettext_noop("Longest time from a recall's commit to the erasure of its old bytes by the dispatcher."),
 							gettext_noop("The dispatcher purges a table once its oldest unpurged recall is half this old; 0 turns automatic purging off."),
@@ -873,6 +881,18 @@ recall_dispatcher_main(Datum arg)
 		if (result > 0)
 			continue;
 		next_dispatch = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), dispatch_interval_ms);
+
+		/*
+		 * One transaction per recall would cost the dispatcher as much as
+		 * the recalls themselves: let the next ones gather first.  A commit
+		 * meanwhile leaves the latch set, so the wait below ends at once.
+		 */
+		if (dispatch_delay_ms > 0)
+		{
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 dispatch_delay_ms, PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
+		}
 
 		/*
 		 * Sleep until woken or the interval is over; wake at least once a

@@ -564,6 +564,7 @@ connect_db(PQExpBuffer errmsg, bool *fatal)
 	int			i;
 	PGresult   *res;
 	static bool first_attempt = true;
+	static bool standby_logged = false;
 
 	*fatal = false;
 	for (;;)
@@ -644,7 +645,21 @@ connect_db(PQExpBuffer errmsg, bool *fatal)
 		res = PQexec(conn, sql);
 		free(sql);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		{
+			const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+			/* a hot standby has no LISTEN: the relay polls */
+			if (state != NULL && strcmp(state, "25006") == 0)
+			{
+				if (!standby_logged)
+					pg_log_info("the server is a standby, where LISTEN is not available: reading the event log every %.2f s",
+								poll_ms / 1000.0);
+				standby_logged = true;
+				PQclear(res);
+				break;
+			}
 			goto query_failed;
+		}
 		PQclear(res);
 	}
 
@@ -816,8 +831,9 @@ usage(void)
 	printf(_("\nOptions:\n"));
 	printf(_("  -c, --channel=NAME       LISTEN on channel NAME (repeatable; default: recall)\n"));
 	printf(_("  -s, --state=FILE         save the last cursor in FILE and resume from it\n"));
-	printf(_("      --from=head|oldest   start point without a state file: events after\n"
-			 "                           now (head, the default) or every retained event\n"));
+	printf(_("      --from=head|oldest   start point without a state file: the events\n"
+			 "                           committed after the relay first connects (head,\n"
+			 "                           the default) or every retained event (oldest)\n"));
 	printf(_("  -f, --file=FILE          append the JSON lines to FILE (default: - for stdout)\n"));
 	printf(_("      --log-file=FILE      write messages to FILE instead of stderr\n"));
 	printf(_("      --poll-interval=SECS read the log at least every SECS seconds (default: 2)\n"));
@@ -1092,7 +1108,8 @@ main(int argc, char **argv)
 	pg_logging_set_pre_callback(log_timestamp);
 	if (http_spec != NULL)
 	{
-		if (!http_start(http_spec, token, heartbeat_secs, sse_buffer))
+		if (!http_start(http_spec, token, heartbeat_secs, sse_buffer,
+						!have_cursor && from_oldest))
 			exit(1);
 		if (have_cursor)
 			http_set_position(cursor);

@@ -65,7 +65,8 @@ extern void relay_one_line(char *msg);
 
 /* relay_http.c */
 extern bool http_start(const char *listen_spec, const char *token,
-					   int heartbeat_secs, int sse_buffer);
+					   int heartbeat_secs, int sse_buffer,
+					   bool from_oldest);
 extern void http_stop(void);
 extern int	http_wake_fd(void);
 extern void http_set_position(const char *cursor);

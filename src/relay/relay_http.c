@@ -139,6 +139,7 @@ static bool shutting_down = false;
 static bool db_up = false;
 static int64 caught_up_at = 0;
 static char *position = NULL;	/* cursor after the ring's last entry */
+static bool relay_from_oldest = false;	/* the relay itself reads from the oldest */
 static RingEntry *ring = NULL;
 static uint64 ring_first = 0;
 static uint64 ring_end = 0;
@@ -213,8 +214,8 @@ ring_find(const char *cursor, bool from_oldest, uint64 *next)
 {
 	if (from_oldest)
 	{
-		/* the relay itself read from the oldest and found nothing */
-		if (position == NULL && ring_end == 0)
+		/* the relay itself read from the oldest and found nothing yet */
+		if (relay_from_oldest && position == NULL && ring_end == 0)
 		{
 			*next = ring_end;
 			return true;
@@ -857,11 +858,12 @@ open_listener(const char *spec)
 /*
  * Start the HTTP server on listen_spec; false (after a message) when it
  * cannot listen.  token: required bearer token, or NULL; sse_buffer: events
- * kept for the clients.
+ * kept for the clients; from_oldest: the relay starts from the oldest event
+ * (no state, --from oldest).
  */
 bool
 http_start(const char *listen_spec, const char *token, int heartbeat_secs,
-		   int sse_buffer)
+		   int sse_buffer, bool from_oldest)
 {
 	struct rlimit rl;
 	sigset_t	block;
@@ -890,6 +892,7 @@ http_start(const char *listen_spec, const char *token, int heartbeat_secs,
 	heartbeat_ms = heartbeat_secs * 1000;
 	last_heartbeat = relay_now_ms();
 	ring_cap = sse_buffer;
+	relay_from_oldest = from_oldest;
 	ring = pg_malloc0(ring_cap * sizeof(RingEntry));
 
 	/* the server's thread takes no signal: the main thread handles them */

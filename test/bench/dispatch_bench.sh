@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# test/bench/dispatch_bench.sh: what a recall costs, and what the background
+# dispatcher buys (issue 4), as ratios measured in one run:
+#   (a) bare     UPDATE that sets the recall columns and nulls the content,
+#                no extension: the baseline
+#   (b) plpgsql  a hand-written PL/pgSQL recall (test/bench/plpgsql_recall.sql:
+#                BEFORE trigger that wipes and freezes, AFTER trigger that logs
+#                an event row and calls pg_notify)
+#   (c) inline   pg_recall, not preloaded: NOTIFY inside the recall transaction
+#   (d) worker   pg_recall preloaded: the dispatcher notifies after commit
+# Every transaction recalls a row not recalled before (a sequence per table).
+# Then the notification latency, commit to a LISTENing client
+# (test/bench/notify_latency.c), p50 and p99, under a steady recall load.
+# Run by scripts/bench.sh (make bench); not part of make test.
+#
+# Environment: BENCH_SECONDS (default 10), BENCH_CLIENTS (default "1 4 16"),
+# BENCH_ROWS (default 1000000), BENCH_FSYNC (default off), BENCH_OUT (file
+# the table is appended to).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+SECS=${BENCH_SECONDS:-10}
+CLIENTS=${BENCH_CLIENTS:-1 4 16}
+ROWS=${BENCH_ROWS:-1000000}
+FSYNC=${BENCH_FSYNC:-off}
+OUT=${BENCH_OUT:-$ROOT/bench-results.txt}
+BINDIR=$(pg_config --bindir)
+
+say() { printf '%s\n' "$*" >&2; }
+
+if [ "$(id -u)" = 0 ]; then
+    as_owner() { runuser -u postgres -- "$@"; }
+else
+    as_owner() { "$@"; }
+fi
+
+WORK=$(mktemp -d /tmp/pg_recall_dispatch.XXXXXX)
+chmod 755 "$WORK"
+[ "$(id -u)" = 0 ] && chown postgres: "$WORK"
+DATA=$WORK/data
+PORT=$(( 50000 + RANDOM % 5000 ))
+STARTED=0
+cleanup() {
+    [ "$STARTED" = 1 ] && as_owner "$BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+gcc -O2 -Wall -Werror -I"$(pg_config --includedir)" -o "$WORK/notify_latency" \
+    "$ROOT/test/bench/notify_latency.c" -L"$(pg_config --libdir)" -lpq
+
+as_owner "$BINDIR/initdb" -D "$DATA" -A trust -U postgres --no-sync -E UTF8 --locale=C >/dev/null
+cat >>"$DATA/postgresql.conf" <<EOF
+listen_addresses = ''
+unix_socket_directories = '$WORK'
+port = $PORT
+max_connections = 60
+shared_buffers = 1GB
+fsync = $FSYNC
+full_page_writes = $FSYNC
+max_wal_size = 16GB
+checkpoint_timeout = 1h
+autovacuum = off
+log_min_messages = warning
+EOF
+start() { as_owner "$BINDIR/pg_ctl" -D "$DATA" -l "$WORK/log" -w start >/dev/null; STARTED=1; }
+stop() { as_owner "$BINDIR/pg_ctl" -D "$DATA" -w stop >/dev/null; STARTED=0; }
+start
+
+export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres
+psql -qX -d postgres -c "CREATE DATABASE bench" >/dev/null
+sql() { psql -qXAt -v ON_ERROR_STOP=1 -d bench "$@"; }
+
+say "== dispatch bench: loading 4 x $ROWS messages"
+sql -c "CREATE EXTENSION pg_recall"
+for t in bare handmade inline worker; do
+    sql <<EOF
+CREATE TABLE $t (id bigint PRIMARY KEY, conversation bigint NOT NULL, sender text NOT NULL,
+                 created_at timestamptz NOT NULL, body text, attachment text,
+                 recalled_at timestamptz, recalled_by text, recall_reason text);
+INSERT INTO $t SELECT g, g / 80, 'bench', now() - interval '1 minute',
+       'message ' || g || ' ' || md5(g::text), CASE WHEN g % 10 = 0 THEN md5(g::text) END
+FROM generate_series(1, $ROWS) g;
+CREATE INDEX ON $t (conversation, id);
+CREATE SEQUENCE ids_$t;
+EOF
+done
+sql -f "$ROOT/test/bench/plpgsql_recall.sql"
+for t in inline worker; do
+    sql -c "SELECT recall.enable('$t', '{body,attachment}', sender => 'sender',
+            sent_at => 'created_at', conversation => 'conversation')" >/dev/null
+done
+sql -c "VACUUM ANALYZE" >/dev/null
+
+for t in bare handmade inline worker; do
+    if [ "$t" = bare ]; then
+        echo "UPDATE bare SET recalled_at = now(), recalled_by = 'bench', body = NULL, attachment = NULL WHERE id = (SELECT nextval('ids_bare'));"
+    else
+        echo "UPDATE $t SET recalled_at = now() WHERE id = (SELECT nextval('ids_$t'));"
+    fi >"$WORK/$t.sql"
+done
+
+tps() {
+    PGOPTIONS='-c recall.actor=bench' "$BINDIR/pgbench" -n -M prepared -c "$2" -j "$(( $2 < 2 ? 1 : 2 ))" \
+        -T "$SECS" -f "$WORK/$1.sql" bench 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+
+declare -A R
+say "== dispatch bench: (a) bare, (b) plpgsql, (c) pg_recall without preloading"
+for c in $CLIENTS; do
+    sql -c "CHECKPOINT" >/dev/null
+    R[a,$c]=$(tps bare "$c")
+    R[b,$c]=$(tps handmade "$c")
+    R[c,$c]=$(tps inline "$c")
+    say "   $c clients: bare ${R[a,$c]}  plpgsql ${R[b,$c]}  inline ${R[c,$c]}"
+done
+
+say "== dispatch bench: (d) pg_recall with the dispatcher (restart with shared_preload_libraries)"
+stop
+echo "shared_preload_libraries = 'pg_recall'" >>"$DATA/postgresql.conf"
+start
+for c in $CLIENTS; do
+    sql -c "CHECKPOINT" >/dev/null
+    R[d,$c]=$(tps worker "$c")
+    say "   $c clients: worker ${R[d,$c]}"
+done
+
+say "== dispatch bench: notification latency under a steady load (200 recalls/s)"
+# first let the dispatcher catch up with the throughput runs
+for _ in $(seq 1 120); do
+    [ "$(sql -c "SELECT d.xid > (SELECT max(e.xid) FROM recall.events e) FROM recall.dispatch_state d")" = t ] && break
+    sleep 1
+done
+"$WORK/notify_latency" "host=$WORK port=$PORT user=postgres dbname=bench" recall $(( SECS + 3 )) >"$WORK/latency" &
+LPID=$!
+sleep 1
+PGOPTIONS='-c recall.actor=bench' "$BINDIR/pgbench" -n -M prepared -c 4 -j 2 -R 200 -T "$SECS" \
+    -f "$WORK/worker.sql" bench >/dev/null 2>&1
+wait "$LPID" || true
+LATENCY=$(cat "$WORK/latency")
+EVENTS=$(sql -c "SELECT count(*) FROM recall.events")
+DISPATCHED=$(sql -c "SELECT count(*) FILTER (WHERE dispatch_group IS NOT NULL) FROM recall.events")
+
+# a point that ran out of fresh rows would measure no-op updates
+for t in bare handmade inline worker; do
+    used=$(sql -c "SELECT last_value FROM ids_$t")
+    if [ "$used" -gt "$ROWS" ]; then
+        say "bench: WARNING: table $t ran out of fresh rows ($used > $ROWS); raise BENCH_ROWS"
+        WARN="WARNING: some points ran out of fresh rows; raise BENCH_ROWS"
+    fi
+done
+
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y > 0) printf "%.3f", x / y; else print "-" }'; }
+met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t + 0) ? "yes" : "NO" }'; }
+{
+    echo
+    echo "Recall throughput (tps; pgbench -M prepared, ${SECS}s per point, $ROWS-row tables, fsync=$FSYNC)"
+    echo "(a) bare UPDATE, no extension; (b) hand-written PL/pgSQL with pg_notify; (c) pg_recall,"
+    echo "NOTIFY in the transaction; (d) pg_recall preloaded, the dispatcher notifies after commit"
+    printf '%-8s %10s %10s %10s %10s %8s %8s %8s  %s\n' clients "(a) bare" "(b) plpgsql" "(c) inline" "(d) worker" "(c)/(a)" "(d)/(a)" "(d)/(b)" "targets"
+    for c in $CLIENTS; do
+        ca=$(ratio "${R[c,$c]}" "${R[a,$c]}")
+        da=$(ratio "${R[d,$c]}" "${R[a,$c]}")
+        db=$(ratio "${R[d,$c]}" "${R[b,$c]}")
+        target=""
+        [ "$c" = 4 ] && target="(d)/(a) >= 0.85: $(met "$da" 0.85)"
+        [ "$c" = 16 ] && target="(d)/(a) >= 0.80: $(met "$da" 0.80); (d)/(b) >= 4: $(met "$db" 4)"
+        printf '%-8s %10.0f %10.0f %10.0f %10.0f %8s %8s %8s  %s\n' "$c" "${R[a,$c]}" "${R[b,$c]}" "${R[c,$c]}" "${R[d,$c]}" "$ca" "$da" "$db" "$target"
+    done
+    echo "notification latency, commit to listener (dispatcher, 200 recalls/s): $LATENCY (target p99 <= 20 ms)"
+    echo "events logged: $EVENTS, of which $DISPATCHED notified by the dispatcher"
+    [ -n "${WARN:-}" ] && echo "$WARN"
+} | tee -a "$OUT"
