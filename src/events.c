@@ -21,6 +21,15 @@
 
 #include "access/htup_details.h"
 #include "access/xact.h"
+#include "utils/jsonb.h"
+#include "utils/xid8.h"
+#include "utils/uuid.h"
+#include "utils/inval.h"
+#include "commands/sequence.h"
+#include "catalog/namespace.h"
+#include "catalog/indexing.h"
+#include "catalog/dependency.h"
+#include "access/table.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "commands/trigger.h"
@@ -113,6 +122,121 @@ prepare_event_plan(RecallTable *cfg)
 	for (int i = 0; i < cfg->nkeys; i++)
 		argtypes[EVENT_FIXED_PARAMS + i] = cfg->key_types[i];
 	return prepare_kept(sql.data, EVENT_FIXED_PARAMS + cfg->nkeys, argtypes);
+}
+
+/*
+ * The event log's relation and its seq sequence, looked up once: the
+ * common recall writes its event row directly (heap and indexes), without
+ * the executor start-up of an SPI INSERT.  Reset when the relation is
+ * invalidated (the extension dropped and created again).
+ */
+static Oid	events_relid = InvalidOid;
+static Oid	events_seqid = InvalidOid;
+
+static void
+events_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == events_relid)
+	{
+		events_relid = InvalidOid;
+		events_seqid = InvalidOid;
+	}
+}
+
+/*
+ * The key of a row as jsonb, spelled as jsonb_build_object would spell it,
+ * for key types whose JSON form is plain (numbers, booleans, strings);
+ * NULL for other types, which take the SPI path.
+ */
+static Datum
+key_jsonb(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc, bool *ok)
+{
+	StringInfoData buf;
+
+	*ok = false;
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int i = 0; i < cfg->nkeys; i++)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, cfg->key_attnums[i], tupdesc, &isnull);
+		Oid			typid = cfg->key_types[i];
+
+		if (i > 0)
+			appendStringInfoChar(&buf, ',');
+		escape_json(&buf, cfg->key_names[i]);
+		appendStringInfoChar(&buf, ':');
+		if (isnull)
+			appendStringInfoString(&buf, "null");
+		else if (typid == INT2OID)
+			appendStringInfo(&buf, "%d", (int) DatumGetInt16(d));
+		else if (typid == INT4OID)
+			appendStringInfo(&buf, "%d", DatumGetInt32(d));
+		else if (typid == INT8OID)
+			appendStringInfo(&buf, INT64_FORMAT, DatumGetInt64(d));
+		else if (typid == BOOLOID)
+			appendStringInfoString(&buf, DatumGetBool(d) ? "true" : "false");
+		else if (typid == TEXTOID || typid == VARCHAROID)
+			escape_json(&buf, TextDatumGetCString(d));
+		else if (typid == UUIDOID)
+			escape_json(&buf, DatumGetCString(DirectFunctionCall1(uuid_out, d)));
+		else
+			return (Datum) 0;
+	}
+	appendStringInfoChar(&buf, '}');
+	*ok = true;
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * Write the event row directly.  values[] are the event plan's parameters
+ * (EVENT_FIXED_PARAMS first); returns its seq.
+ */
+static int64
+insert_event_direct(Datum pk, Datum *values, char *nulls)
+{
+	Relation	rel;
+	HeapTuple	tup;
+	Datum		cols[11];
+	bool		colnulls[11];
+	int64		seq;
+
+	if (!OidIsValid(events_relid))
+	{
+		Oid			relid = get_relname_relid("events", get_namespace_oid("recall", false));
+
+		if (!OidIsValid(relid))
+			elog(ERROR, "relation recall.events does not exist");
+		events_seqid = getIdentitySequence(relid, 1, false);
+		events_relid = relid;
+	}
+	rel = table_open(events_relid, RowExclusiveLock);
+	if (RelationGetDescr(rel)->natts != 11)
+		elog(ERROR, "recall.events has %d columns, expected 11", RelationGetDescr(rel)->natts);
+
+	seq = nextval_internal(events_seqid, false);
+	memset(colnulls, false, sizeof(colnulls));
+	cols[0] = Int64GetDatum(seq);
+	cols[1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	cols[2] = values[0];		/* tbl */
+	cols[3] = pk;
+	cols[4] = values[1];		/* conversation */
+	colnulls[4] = (nulls[1] == 'n');
+	cols[5] = values[2];		/* actor */
+	cols[6] = values[3];		/* db_role */
+	cols[7] = values[4];		/* reason */
+	colnulls[7] = (nulls[4] == 'n');
+	cols[8] = values[5];		/* privileged */
+	cols[9] = values[6];		/* recalled_at */
+	cols[10] = values[7];		/* dispatch_group */
+	colnulls[10] = (nulls[7] == 'n');
+
+	tup = heap_form_tuple(RelationGetDescr(rel), cols, colnulls);
+	/* heap insert plus index entries (plain column indexes only) */
+	CatalogTupleInsert(rel, tup);
+	heap_freetuple(tup);
+	table_close(rel, NoLock);
+	return seq;
 }
 
 /* Remember an event for the statement's notification. */
@@ -275,6 +399,7 @@ void
 recall_events_init(void)
 {
 	RegisterXactCallback(events_xact_callback, NULL);
+	CacheRegisterRelcacheCallback(events_relcache_callback, (Datum) 0);
 	RegisterSubXactCallback(events_subxact_callback, NULL);
 }
 
@@ -300,13 +425,13 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 	Oid			save_userid;
 	int			save_sec_context;
 	int			ret;
-	int64		seq;
+	int64		seq = 0;
 	char	   *payload;
-	char	   *pk;
+	char	   *pk = NULL;
 	Datum		pkdatum;
 	Datum	   *values;
 	char	   *nulls;
-	MemoryContext outer = CurrentMemoryContext;
+	bool		direct;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -364,44 +489,54 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 		nulls[EVENT_FIXED_PARAMS + i] = isnull ? 'n' : ' ';
 	}
 
-	/* written as the extension's owner: callers need no grant on the logs */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(recall_extension_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	pkdatum = key_jsonb(cfg, newtup, tupdesc, &direct);
+	if (direct)
+		seq = insert_event_direct(pkdatum, values, nulls);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (cfg->event_plan == NULL)
-		cfg->event_plan = prepare_event_plan(cfg);
-	ret = SPI_execute_plan(cfg->event_plan, values, nulls, false, 1);
-	if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-		elog(ERROR, "insert into recall.events failed: %s", SPI_result_code_string(ret));
-	seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	pkdatum = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
-	pk = MemoryContextStrdup(outer, recall_jsonb_compact(DatumGetJsonbP(pkdatum)));
-
-	if (privileged)
+	/* the SPI path, as the extension's owner: callers need no grant on the logs */
+	if (!direct || privileged)
 	{
-		Datum		avalues[5] = {values[0], pkdatum, values[2], values[3], values[4]};
-		char		anulls[5] = {' ', ' ', ' ', ' ', nulls[4]};
-
-		if (audit_plan == NULL)
+		GetUserIdAndSecContext(&save_userid, &save_sec_context);
+		SetUserIdAndSecContext(recall_extension_owner(),
+							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+							   SECURITY_RESTRICTED_OPERATION);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (!direct)
 		{
-			Oid			argtypes[5] = {REGCLASSOID, JSONBOID, TEXTOID, NAMEOID, TEXTOID};
-
-			audit_plan = prepare_kept("INSERT INTO recall.audit (at, xid, action, tbl, pk, actor,"
-									  " db_role, reason)"
-									  " VALUES (pg_catalog.now(), pg_catalog.pg_current_xact_id(),"
-									  " 'recall', $1, $2, $3, $4, $5)",
-									  5, argtypes);
+			if (cfg->event_plan == NULL)
+				cfg->event_plan = prepare_event_plan(cfg);
+			ret = SPI_execute_plan(cfg->event_plan, values, nulls, false, 1);
+			if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+				elog(ERROR, "insert into recall.events failed: %s", SPI_result_code_string(ret));
+			seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			pkdatum = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull),
+										false, -1);
 		}
-		ret = SPI_execute_plan(audit_plan, avalues, anulls, false, 0);
-		if (ret != SPI_OK_INSERT)
-			elog(ERROR, "insert into recall.audit failed: %s", SPI_result_code_string(ret));
+		if (privileged)
+		{
+			Datum		avalues[5] = {values[0], pkdatum, values[2], values[3], values[4]};
+			char		anulls[5] = {' ', ' ', ' ', ' ', nulls[4]};
+
+			if (audit_plan == NULL)
+			{
+				Oid			argtypes[5] = {REGCLASSOID, JSONBOID, TEXTOID, NAMEOID, TEXTOID};
+
+				audit_plan = prepare_kept("INSERT INTO recall.audit (at, xid, action, tbl, pk, actor,"
+										  " db_role, reason)"
+										  " VALUES (pg_catalog.now(), pg_catalog.pg_current_xact_id(),"
+										  " 'recall', $1, $2, $3, $4, $5)",
+										  5, argtypes);
+			}
+			ret = SPI_execute_plan(audit_plan, avalues, anulls, false, 0);
+			if (ret != SPI_OK_INSERT)
+				elog(ERROR, "insert into recall.audit failed: %s", SPI_result_code_string(ret));
+		}
+		SPI_finish();
+		SetUserIdAndSecContext(save_userid, save_sec_context);
 	}
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	if (!recall_dispatcher_enabled)
+		pk = recall_jsonb_compact(DatumGetJsonbP(pkdatum));
 
 	/* copies of the message go in the same statement */
 	recall_wipe_copies(cfg, newtup, tupdesc);
