@@ -336,6 +336,13 @@ exec 7>&-
 wait "$LISTENER_PID" || true
 LISTENER_PID=
 
+# ---------------------------------------------------------------------------
+step "The relay" \
+	"pg_recall_relay follows the event log for services: it prints each recall" \
+	"as a JSON line and serves it as Server-Sent Events (a browser's EventSource" \
+	"resumes by itself after a disconnect).  A new recall arrives both ways."
+bash "$ROOT/scripts/relay_demo.sh" || fail "the relay step failed"
+
 echo
 echo "────────────────────────────────────────────────────────────────────────"
 echo " Demo complete: every step behaved as described.  The throwaway cluster"

@@ -29,7 +29,8 @@ PACKAGES=(
 # pg_recall_relay (src/relay, built and installed with the extension when it
 # is in the tree) serves HTTP with libmicrohttpd, found through pkg-config.
 if [ -f "$(dirname "${BASH_SOURCE[0]}")/../src/relay/Makefile" ]; then
-	PACKAGES+=(libmicrohttpd-dev pkg-config)
+	# curl: the demo's SSE step; chromium: the relay's browser test
+	PACKAGES+=(libmicrohttpd-dev pkg-config curl chromium)
 fi
 
 # Run a command as root: directly when we are root, else through sudo.

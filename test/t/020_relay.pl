@@ -7,7 +7,9 @@
 #	  is lost); a server restart and pg_terminate_backend of the relay's
 #	  connection while recalls go on (it reconnects, catches up, loses
 #	  nothing); a server that is down when the relay starts (waited for);
-#	  SIGTERM (state saved, exit 0); SIGHUP (output reopened); and bad
+#	  SIGTERM (state saved, exit 0); SIGHUP (output reopened); a hot
+#	  standby (no LISTEN there: the relay polls, and prints what the
+#	  standby has replayed); and bad
 #	  input (malformed conninfo, unreadable state file, garbage cursor in
 #	  the state file, invalid channel, HTTP port in use, bad options): a
 #	  clear message and exit status 1, never a hang or a crash.
@@ -29,7 +31,7 @@ use Time::HiRes qw(time usleep);
 my $WAIT = 30;
 
 my $node = PostgreSQL::Test::Cluster->new('relay');
-$node->init;
+$node->init(allows_streaming => 1);
 $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'pg_recall'
@@ -267,11 +269,16 @@ my $recaller = IPC::Run::start(
 usleep(500_000);
 for my $round (1 .. 2)
 {
+	# once the relay is connected (again), terminate its backend
+	ok( $node->poll_query_until('postgres',
+			"SELECT count(*) = 1 FROM pg_stat_activity"
+			  . " WHERE application_name = 'pg_recall_relay'"),
+		"round $round: the relay is connected");
 	my $n = $node->safe_psql('postgres',
 		"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
 		  . " WHERE application_name = 'pg_recall_relay'");
 	is($n, '1', "round $round: terminated the relay's backend");
-	usleep(400_000);
+	usleep(300_000);
 }
 $recaller->finish;
 is($recaller->result(0), 0, 'recalling session done') or diag $rc_err;
@@ -379,6 +386,39 @@ while (time < $deadline)
 is($got, $want, 'killed three times mid-stream: every event after the state printed');
 kill 'TERM', $relay;
 is(wait_exit($relay), 0, 'stopped');
+
+# ---------------------------------------------------------------------------
+# a hot standby: LISTEN is not available there, the relay polls
+
+$node->backup('relay_backup');
+my $standby = PostgreSQL::Test::Cluster->new('relay_standby');
+$standby->init_from_backup($node, 'relay_backup', has_streaming => 1);
+$standby->start;
+my $sout = "$dir/standby.out";
+my $serr = "$dir/standby.err";
+$relay = start_relay(
+	conninfo => $standby->connstr('postgres'),
+	args     => [ '--from', 'oldest', '--poll-interval', '0.2' ],
+	out      => $sout,
+	err      => $serr);
+ok(wait_for_log($serr, qr/the server is a standby, where LISTEN is not available/),
+	'standby: the relay says it polls');
+admin_recall('id BETWEEN 50 AND 59');
+$node->wait_for_catchup($standby);
+my $swant = $standby->safe_psql('postgres',
+	"SELECT string_agg(seq::text, ',' ORDER BY seq) FROM recall.events");
+$deadline = time + $WAIT;
+$got = '';
+while (time < $deadline)
+{
+	$got = join(',', @{ seqs_printed($sout) });
+	last if $got eq $swant;
+	usleep(100_000);
+}
+is($got, $swant, 'standby: every event replayed there is printed');
+kill 'TERM', $relay;
+is(wait_exit($relay), 0, 'standby relay stopped');
+$standby->stop;
 
 # ---------------------------------------------------------------------------
 # bad input: a clear message and exit status 1
