@@ -5,6 +5,7 @@ EXTENSION = pg_recall
 MODULE_big = pg_recall
 OBJS = \
 	src/pg_recall.o \
+	src/become.o \
 	src/config.o \
 	src/wiped.o \
 	src/json_field.o \

@@ -393,21 +393,12 @@ recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
 	foreach(lc, entry->as_tbl)
 	{
 		CopyReg    *reg = (CopyReg *) lfirst(lc);
-		Oid			save_userid;
-		int			save_sec_context;
-		int			save_nestlevel;
+		RecallBecome become;
 		int			ret;
 		bool		save_in_copy_wipe = recall_in_copy_wipe;
 
 		/* as the message table's owner, search_path pinned, RLS not forced */
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(reg->tbl_owner,
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_NOFORCE_RLS);
-		save_nestlevel = NewGUCNestLevel();
-		(void) set_config_option("search_path", "pg_catalog, pg_temp",
-								 PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_SAVE, true, 0, false);
+		recall_become(reg->tbl_owner, SECURITY_NOFORCE_RLS, true, &become);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (reg->wipe_plan == NULL)
@@ -419,8 +410,7 @@ recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
 			elog(ERROR, "wiping copies in %s failed: %s", reg->copy_name,
 				 SPI_result_code_string(ret));
 		SPI_finish();
-		AtEOXact_GUC(false, save_nestlevel);
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		recall_unbecome(&become);
 	}
 }
 
@@ -501,6 +491,22 @@ run_checks(CopyReg *reg, Datum *args)
 	return recalled;
 }
 
+/* Arguments and result of run_checks, for recall_try. */
+typedef struct CheckCall
+{
+	CopyReg    *reg;
+	Datum	   *args;
+	bool		recalled;
+} CheckCall;
+
+static void
+run_checks_call(void *arg)
+{
+	CheckCall  *call = (CheckCall *) arg;
+
+	call->recalled = run_checks(call->reg, call->args);
+}
+
 /*
  * run_checks in a subtransaction, for match columns whose values need a
  * cast to the key's type: a value that is no key (a text match holding
@@ -509,37 +515,16 @@ run_checks(CopyReg *reg, Datum *args)
 static bool
 run_checks_guarded(CopyReg *reg, Datum *args)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	bool		recalled = false;
+	CheckCall	call = {reg, args, false};
+	ErrorData  *edata = recall_try(run_checks_call, &call);
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		recalled = run_checks(reg, args);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-		/* only a value that does not convert means "no such message" */
-		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-		recalled = false;
-	}
-	PG_END_TRY();
-	return recalled;
+	if (edata == NULL)
+		return call.recalled;
+	/* only a value that does not convert means "no such message" */
+	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+		ReThrowError(edata);
+	FreeErrorData(edata);
+	return false;
 }
 
 /*
@@ -550,9 +535,7 @@ static bool
 points_at_recalled(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 {
 	Datum	   *args = palloc(sizeof(Datum) * (reg->nkeys + 1));
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	RecallBecome become;
 	bool		isnull;
 	bool		recalled;
 
@@ -569,14 +552,7 @@ points_at_recalled(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 	args[reg->nkeys] = ObjectIdGetDatum(reg->tbl);
 
 	/* the logs are the extension owner's to read; a fixed path keeps plans */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(recall_extension_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, true, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (memcmp(reg->match_types, reg->key_types, sizeof(Oid) * reg->nkeys) == 0)
@@ -584,8 +560,7 @@ points_at_recalled(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 	else
 		recalled = run_checks_guarded(reg, args);
 	SPI_finish();
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	recall_unbecome(&become);
 	return recalled;
 }
 
@@ -732,15 +707,11 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 		{
 			Oid			argtypes[1] = {TIDOID};
 			Datum		args[1];
-			Oid			save_userid;
-			int			save_sec_context;
+			RecallBecome become;
 			int			ret;
 
 			args[0] = PointerGetDatum(&tup->t_self);
-			GetUserIdAndSecContext(&save_userid, &save_sec_context);
-			SetUserIdAndSecContext(reg->tbl_owner,
-								   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-								   SECURITY_NOFORCE_RLS);
+			recall_become(reg->tbl_owner, SECURITY_NOFORCE_RLS, false, &become);
 			if (SPI_connect() != SPI_OK_CONNECT)
 				elog(ERROR, "SPI_connect failed");
 			ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) $1",
@@ -749,7 +720,7 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 			if (ret != SPI_OK_DELETE)
 				elog(ERROR, "deleting a copy failed: %s", SPI_result_code_string(ret));
 			SPI_finish();
-			SetUserIdAndSecContext(save_userid, save_sec_context);
+			recall_unbecome(&become);
 			break;
 		}
 	}
@@ -779,9 +750,7 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 	StringInfoData sql;
 	StringInfoData cond;
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
+	RecallBecome become;
 	int			ret;
 	Datum		pks;
 	bool		isnull;
@@ -789,12 +758,7 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 	uint64		n;
 	bool		save_in_copy_wipe = recall_in_copy_wipe;
 
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, tbl, GetUserId()) ||
-		!object_ownercheck(RelationRelationId, copy, GetUserId()))
-#else
-	if (!pg_class_ownercheck(tbl, GetUserId()) || !pg_class_ownercheck(copy, GetUserId()))
-#endif
+	if (!recall_is_owner(tbl, GetUserId()) || !recall_is_owner(copy, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of tables \"%s\" and \"%s\"",
@@ -818,10 +782,7 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 						get_rel_name(tbl), get_rel_name(copy))));
 
 	/* the keys of recalled messages since deleted, from the log */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(recall_extension_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, false, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	{
@@ -837,7 +798,7 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 	pks = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull),
 							false, -1);
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	recall_unbecome(&become);
 
 	initStringInfo(&cond);
 	appendStringInfo(&cond, " WHERE EXISTS (SELECT 1 FROM %s t WHERE t.recalled_at IS NOT NULL", reg->tbl_name);
@@ -868,13 +829,7 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 	}
 
 	/* as in a recall: the owner of tbl, row-level security not forced */
-	SetUserIdAndSecContext(reg->tbl_owner,
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_NOFORCE_RLS);
-	save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	recall_become(reg->tbl_owner, SECURITY_NOFORCE_RLS, true, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	recall_in_copy_wipe = true;
@@ -884,7 +839,6 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 		elog(ERROR, "treating existing copies failed: %s", SPI_result_code_string(ret));
 	n = SPI_processed;
 	SPI_finish();
-	AtEOXact_GUC(false, save_nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	recall_unbecome(&become);
 	PG_RETURN_INT64((int64) n);
 }

@@ -102,6 +102,7 @@ static bool wake_at_commit = false;
 
 void		recall_launcher_main(Datum arg);
 void		recall_dispatcher_main(Datum arg);
+void		recall_purger_main(Datum arg);
 
 /* Reserve the shared state. */
 static void
@@ -326,9 +327,12 @@ all_databases(void)
 	return dbs;
 }
 
-/* Start a dispatcher for a database; false if none could be started. */
+/*
+ * Start a worker of a database ("dispatcher" or "purger"); false if none
+ * could be started.
+ */
 static bool
-start_dispatcher(Oid dboid, BackgroundWorkerHandle **handle)
+start_worker(const char *kind, Oid dboid, BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
 
@@ -337,9 +341,9 @@ start_dispatcher(Oid dboid, BackgroundWorkerHandle **handle)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_recall");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "recall_dispatcher_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_recall dispatcher for database %u", dboid);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_recall dispatcher");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "recall_%s_main", kind);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_recall %s for database %u", kind, dboid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_recall %s", kind);
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&worker, handle);
@@ -452,7 +456,7 @@ recall_launcher_main(Datum arg)
 				timeout = Min(timeout, 100);
 				continue;
 			}
-			if (!start_dispatcher(dboid, &handles[i]))
+			if (!start_worker("dispatcher", dboid, &handles[i]))
 			{
 				handles[i] = NULL;
 				next_try[i] = TimestampTzPlusMilliseconds(now, 1000);
@@ -831,15 +835,80 @@ purge_due_tables(void)
 }
 
 /*
- * recall_dispatcher_main: send the notifications of one database, and
- * purge its recalled content.
+ * The purger of the dispatcher's database: erasure runs in a worker of its
+ * own, so that a purge (seconds on a large table) never holds the
+ * notifications back.  Started by the dispatcher, restarted if it died.
+ */
+static void
+keep_purger(BackgroundWorkerHandle **handle, TimestampTz *next_start)
+{
+	pid_t		pid;
+
+	if (*handle != NULL && GetBackgroundWorkerPid(*handle, &pid) != BGWH_STOPPED)
+		return;
+	if (*handle != NULL)
+	{
+		pfree(*handle);
+		*handle = NULL;
+	}
+	if (GetCurrentTimestamp() < *next_start)
+		return;
+	if (!start_worker("purger", MyDatabaseId, handle))
+		*handle = NULL;
+	*next_start = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+}
+
+/*
+ * recall_purger_main: purge the recalled content of one database, once a
+ * second, while its dispatcher runs.
+ */
+void
+recall_purger_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	for (;;)
+	{
+		bool		dispatcher_runs;
+		DispatchSlot *slot;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		SpinLockAcquire(&shared->mutex);
+		slot = slot_for(dboid, false);
+		dispatcher_runs = (slot != NULL && slot->pid != 0);
+		SpinLockRelease(&shared->mutex);
+		if (!dispatcher_runs || purge_delay_ms <= 0 || database_wanted_elsewhere())
+			proc_exit(0);
+
+		purge_due_tables();
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+/*
+ * recall_dispatcher_main: send the notifications of one database, and keep
+ * its purger running.
  */
 void
 recall_dispatcher_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
-	TimestampTz next_purge = 0;
 	TimestampTz next_dispatch = 0;
+	BackgroundWorkerHandle *purger = NULL;
+	TimestampTz next_purger = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -897,16 +966,13 @@ recall_dispatcher_main(Datum arg)
 		/*
 		 * Sleep until woken or the interval is over; wake at least once a
 		 * second to step aside for DROP DATABASE (which waits 5 s for the
-		 * database's sessions) and to purge.
+		 * database's sessions) and to look after the purger.
 		 */
 		for (;;)
 		{
 			now = GetCurrentTimestamp();
-			if (purge_delay_ms > 0 && now >= next_purge)
-			{
-				purge_due_tables();
-				next_purge = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
-			}
+			if (purge_delay_ms > 0)
+				keep_purger(&purger, &next_purger);
 			if (now >= next_dispatch)
 				break;
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

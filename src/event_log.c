@@ -70,19 +70,6 @@ recall_parse_cursor(const char *cursor, uint64 *xid, int64 *seq)
 	return true;
 }
 
-/* Prepare a statement and keep it for the backend's life. */
-static SPIPlanPtr
-keep(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /*
  * recall.events_after(after text, max_events integer)
  *	 RETURNS TABLE (cursor, seq, tbl, pk, conversation, actor, privileged,
@@ -98,8 +85,7 @@ recall_events_after(PG_FUNCTION_ARGS)
 	int64		seq = 0;
 	bool		from_start = PG_ARGISNULL(0);
 	Datum		args[4];
-	Oid			save_userid;
-	int			save_sec_context;
+	RecallBecome become;
 	int			ret;
 
 	if (!from_start)
@@ -119,10 +105,7 @@ recall_events_after(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(recall_extension_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, false, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -134,7 +117,7 @@ recall_events_after(PG_FUNCTION_ARGS)
 		{
 			Oid			types[2] = {OIDOID, INT8OID};
 
-			from_start_plan = keep(EVENTS_SELECT EVENTS_ORDER, 2, types);
+			from_start_plan = recall_prepare_kept(EVENTS_SELECT EVENTS_ORDER, 2, types);
 		}
 		ret = SPI_execute_plan(from_start_plan, args, NULL, true, 0);
 	}
@@ -144,7 +127,7 @@ recall_events_after(PG_FUNCTION_ARGS)
 		{
 			Oid			types[4] = {OIDOID, INT8OID, XID8OID, INT8OID};
 
-			after_cursor_plan = keep(EVENTS_SELECT
+			after_cursor_plan = recall_prepare_kept(EVENTS_SELECT
 									 " AND (e.xid, e.seq) OPERATOR(pg_catalog.>) ($3, $4)"
 									 EVENTS_ORDER, 4, types);
 		}
@@ -165,6 +148,6 @@ recall_events_after(PG_FUNCTION_ARGS)
 	}
 
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	recall_unbecome(&become);
 	return (Datum) 0;
 }

@@ -76,19 +76,6 @@ static bool xact_has_events = false;
 /* The audit INSERT, prepared once per backend and kept. */
 static SPIPlanPtr audit_plan = NULL;
 
-/* Prepare a statement and keep it for the backend's life. */
-static SPIPlanPtr
-prepare_kept(const char *sql, int nargs, Oid *argtypes)
-{
-	SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
 /* Fixed parameters of the event plan; the key values follow. */
 #define EVENT_FIXED_PARAMS 8
 
@@ -121,7 +108,7 @@ prepare_event_plan(RecallTable *cfg)
 	argtypes[7] = INT4OID;
 	for (int i = 0; i < cfg->nkeys; i++)
 		argtypes[EVENT_FIXED_PARAMS + i] = cfg->key_types[i];
-	return prepare_kept(sql.data, EVENT_FIXED_PARAMS + cfg->nkeys, argtypes);
+	return recall_prepare_kept(sql.data, EVENT_FIXED_PARAMS + cfg->nkeys, argtypes);
 }
 
 /*
@@ -422,8 +409,7 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 	bool		isnull;
 	bool		privileged;
 	Datum		recalled_at;
-	Oid			save_userid;
-	int			save_sec_context;
+	RecallBecome become;
 	int			ret;
 	int64		seq = 0;
 	char	   *payload;
@@ -496,10 +482,7 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 	/* the SPI path, as the extension's owner: callers need no grant on the logs */
 	if (!direct || privileged)
 	{
-		GetUserIdAndSecContext(&save_userid, &save_sec_context);
-		SetUserIdAndSecContext(recall_extension_owner(),
-							   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-							   SECURITY_RESTRICTED_OPERATION);
+		recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, false, &become);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		if (!direct)
@@ -522,7 +505,7 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 			{
 				Oid			argtypes[5] = {REGCLASSOID, JSONBOID, TEXTOID, NAMEOID, TEXTOID};
 
-				audit_plan = prepare_kept("INSERT INTO recall.audit (at, xid, action, tbl, pk, actor,"
+				audit_plan = recall_prepare_kept("INSERT INTO recall.audit (at, xid, action, tbl, pk, actor,"
 										  " db_role, reason)"
 										  " VALUES (pg_catalog.now(), pg_catalog.pg_current_xact_id(),"
 										  " 'recall', $1, $2, $3, $4, $5)",
@@ -533,7 +516,7 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 				elog(ERROR, "insert into recall.audit failed: %s", SPI_result_code_string(ret));
 		}
 		SPI_finish();
-		SetUserIdAndSecContext(save_userid, save_sec_context);
+		recall_unbecome(&become);
 	}
 	if (!recall_dispatcher_enabled)
 		pk = recall_jsonb_compact(DatumGetJsonbP(pkdatum));

@@ -99,6 +99,20 @@ typedef struct RecallTable
 extern char *recall_actor_guc;
 extern char *recall_reason_guc;
 
+/* become.c */
+typedef struct RecallBecome
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} RecallBecome;
+extern void recall_become(Oid role, int flags, bool pin_search_path, RecallBecome *state);
+extern void recall_unbecome(RecallBecome *state);
+extern ErrorData *recall_try(void (*fn) (void *arg), void *arg);
+extern bool recall_is_owner(Oid relid, Oid role);
+extern void recall_check_owner(Oid relid);
+extern SPIPlanPtr recall_prepare_kept(const char *sql, int nargs, Oid *argtypes);
+
 /* config.c */
 extern RecallTable *recall_get_table(Relation rel, bool missing_ok);
 extern RecallTable *recall_get_table_by_oid(Oid relid, bool missing_ok);

@@ -328,17 +328,14 @@ recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink
 	List	   *tables = NIL;
 	ListCell   *lc;
 	MemoryContext caller = CurrentMemoryContext;
-	Oid			save_userid;
-	int			save_sec_context;
+	RecallBecome become;
 
 	/*
 	 * The caller's ownership was checked (or is checked below, per table);
 	 * the logs, the registry and REINDEX are the extension owner's business.
 	 * (REINDEX evaluates index expressions as the table's owner.)
 	 */
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(recall_extension_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	recall_become(recall_extension_owner(), 0, false, &become);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -380,13 +377,7 @@ recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink
 		List	   *copy_content = NIL;
 		List	   *content = NIL;
 
-		if (owned_only &&
-#if PG_VERSION_NUM >= 160000
-			!object_ownercheck(RelationRelationId, relid, save_userid)
-#else
-			!pg_class_ownercheck(relid, save_userid)
-#endif
-			)
+		if (owned_only && !recall_is_owner(relid, become.save_userid))
 			continue;
 
 		/* versions older than the horizon are dead to every snapshot */
@@ -486,7 +477,7 @@ recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms, PurgeSink
 		}
 	}
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	recall_unbecome(&become);
 }
 
 /*
@@ -509,18 +500,7 @@ recall_purge(PG_FUNCTION_ARGS)
 
 	if (OidIsValid(relid))
 	{
-		char		relkind = get_rel_relkind(relid);
-
-		if (relkind == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("relation with OID %u does not exist", relid)));
-#if PG_VERSION_NUM >= 160000
-		if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-#else
-		if (!pg_class_ownercheck(relid, GetUserId()))
-#endif
-			aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind), get_rel_name(relid));
+		recall_check_owner(relid);
 		if (recall_get_table_by_oid(relid, true) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -547,13 +527,7 @@ recall_clear_statistics(PG_FUNCTION_ARGS)
 	Name		col = PG_GETARG_NAME(1);
 	AttrNumber	attnum;
 
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-#else
-	if (!pg_class_ownercheck(relid, GetUserId()))
-#endif
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(get_rel_relkind(relid)),
-					   get_rel_name(relid));
+	recall_check_owner(relid);
 	attnum = get_attnum(relid, NameStr(*col));
 	if (attnum == InvalidAttrNumber)
 		ereport(ERROR,

@@ -147,6 +147,23 @@ convert_id(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 	}
 }
 
+/* Arguments of convert_id, for recall_try. */
+typedef struct ConvertCall
+{
+	RecallTable *cfg;
+	Oid			argtype;
+	Datum		id;
+	Datum	   *keys;
+} ConvertCall;
+
+static void
+convert_id_call(void *arg)
+{
+	ConvertCall *call = (ConvertCall *) arg;
+
+	convert_id(call->cfg, call->argtype, call->id, call->keys);
+}
+
 /*
  * convert_id in a subtransaction, so that any failure of the key type's
  * input function becomes one clear 22023 error.
@@ -154,43 +171,23 @@ convert_id(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 static void
 convert_id_checked(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 {
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	ConvertCall call = {cfg, argtype, id, keys};
+	ErrorData  *edata;
 
 	if (cfg->nkeys == 1 && argtype == cfg->key_types[0])
 	{
 		keys[0] = id;
 		return;
 	}
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcontext);
-	PG_TRY();
-	{
-		convert_id(cfg, argtype, id, keys);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcontext);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcontext);
-		CurrentResourceOwner = oldowner;
-
-		if (edata->sqlerrcode == ERRCODE_INVALID_PARAMETER_VALUE)
-			ReThrowError(edata);
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid id for table \"%s\": %s", cfg->relname, edata->message),
-				 errhint("Pass the key value, or a jsonb object naming every key column for a composite key.")));
-	}
-	PG_END_TRY();
+	edata = recall_try(convert_id_call, &call);
+	if (edata == NULL)
+		return;
+	if (edata->sqlerrcode == ERRCODE_INVALID_PARAMETER_VALUE)
+		ReThrowError(edata);
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid id for table \"%s\": %s", cfg->relname, edata->message),
+			 errhint("Pass the key value, or a jsonb object naming every key column for a composite key.")));
 }
 
 /*

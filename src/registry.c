@@ -29,38 +29,15 @@ PG_FUNCTION_INFO_V1(recall_registry_delete);
 PG_FUNCTION_INFO_V1(recall_copies_put);
 PG_FUNCTION_INFO_V1(recall_copies_delete);
 
-/* Error unless the current user owns relid (superusers do). */
-static void
-check_table_owner(Oid relid)
-{
-	char		relkind = get_rel_relkind(relid);
-
-	if (relkind == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-#if PG_VERSION_NUM >= 160000
-	if (!object_ownercheck(RelationRelationId, relid, GetUserId()))
-#else
-	if (!pg_class_ownercheck(relid, GetUserId()))
-#endif
-		aclcheck_error(ACLCHECK_NOT_OWNER, get_relkind_objtype(relkind),
-					   get_rel_name(relid));
-}
-
 /* Run one registry statement as the extension's owner. */
 static uint64
 registry_exec(const char *sql, Oid argtype, Datum arg, int expected)
 {
-	Oid			save_userid;
-	int			save_sec_context;
+	RecallBecome become;
 	int			ret;
 	uint64		processed;
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(recall_extension_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, false, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute_with_args(sql, 1, &argtype, &arg, NULL, false, 0);
@@ -68,7 +45,7 @@ registry_exec(const char *sql, Oid argtype, Datum arg, int expected)
 		elog(ERROR, "registry statement failed: %s", SPI_result_code_string(ret));
 	processed = SPI_processed;
 	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec_context);
+	recall_unbecome(&become);
 	return processed;
 }
 
@@ -89,7 +66,7 @@ recall_registry_put(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("registry entry has no table")));
-	check_table_owner(relid);
+	recall_check_owner(relid);
 
 	registry_exec("DELETE FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl",
 				  rowtype, PG_GETARG_DATUM(0), SPI_OK_DELETE);
@@ -109,7 +86,7 @@ recall_registry_delete(PG_FUNCTION_ARGS)
 	Oid			relid = PG_GETARG_OID(0);
 	uint64		n;
 
-	check_table_owner(relid);
+	recall_check_owner(relid);
 	n = registry_exec("DELETE FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) $1",
 					  REGCLASSOID, ObjectIdGetDatum(relid), SPI_OK_DELETE);
 	CacheInvalidateRelcacheByRelid(relid);
@@ -129,8 +106,8 @@ recall_copies_put(PG_FUNCTION_ARGS)
 	Oid			tbl = DatumGetObjectId(GetAttributeByName(entry, "tbl", &isnull));
 	Oid			copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &isnull));
 
-	check_table_owner(tbl);
-	check_table_owner(copy);
+	recall_check_owner(tbl);
+	recall_check_owner(copy);
 	registry_exec("DELETE FROM recall.copies WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl"
 				  " AND copy OPERATOR(pg_catalog.=) ($1).copy"
 				  " AND match OPERATOR(pg_catalog.=) ($1).match",
@@ -156,8 +133,8 @@ recall_copies_delete(PG_FUNCTION_ARGS)
 	Oid			copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &isnull));
 	uint64		n;
 
-	check_table_owner(tbl);
-	check_table_owner(copy);
+	recall_check_owner(tbl);
+	recall_check_owner(copy);
 	n = registry_exec("DELETE FROM recall.copies WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl"
 					  " AND copy OPERATOR(pg_catalog.=) ($1).copy"
 					  " AND match OPERATOR(pg_catalog.=) ($1).match",

@@ -101,14 +101,41 @@ for t in bare handmade inline worker; do
     fi >"$WORK/$t.sql"
 done
 
+# Each point starts from fresh rows: un-recall them behind the triggers'
+# back (session_replication_role = replica; the CHECK allows it, since
+# recalled_at goes back to NULL), vacuum, and restart the id sequences.
+reset_rows() {
+    for t in bare handmade inline worker; do
+        sql <<SQL
+SET session_replication_role = replica;
+UPDATE $t SET recalled_at = NULL, recalled_by = NULL, recall_reason = NULL,
+       body = 'message ' || id || ' ' || md5(id::text),
+       attachment = CASE WHEN id % 10 = 0 THEN md5(id::text) END
+WHERE recalled_at IS NOT NULL;
+RESET session_replication_role;
+VACUUM $t;
+ALTER SEQUENCE ids_$t RESTART;
+SQL
+    done
+}
+
 tps() {
-    PGOPTIONS='-c recall.actor=bench' "$BINDIR/pgbench" -n -M prepared -c "$2" -j "$(( $2 < 2 ? 1 : 2 ))" \
-        -T "$SECS" -f "$WORK/$1.sql" bench 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+    local out used
+    out=$(PGOPTIONS='-c recall.actor=bench' "$BINDIR/pgbench" -n -M prepared -c "$2" -j "$(( $2 < 2 ? 1 : 2 ))" \
+        -T "$SECS" -f "$WORK/$1.sql" bench 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+    # a point that ran out of fresh rows would measure no-op updates
+    used=$(sql -c "SELECT last_value FROM ids_$1")
+    if [ "$used" -gt "$ROWS" ]; then
+        say "bench: WARNING: $1 at $2 clients ran out of fresh rows ($used > $ROWS)"
+        echo "$1 at $2 clients ran out of fresh rows; raise BENCH_ROWS" >>"$WORK/warnings"
+    fi
+    echo "$out"
 }
 
 declare -A R
 say "== dispatch bench: (a) bare, (b) plpgsql, (c) pg_recall without preloading"
 for c in $CLIENTS; do
+    reset_rows
     sql -c "CHECKPOINT" >/dev/null
     R[a,$c]=$(tps bare "$c")
     R[b,$c]=$(tps handmade "$c")
@@ -121,6 +148,7 @@ stop
 echo "shared_preload_libraries = 'pg_recall'" >>"$DATA/postgresql.conf"
 start
 for c in $CLIENTS; do
+    reset_rows
     sql -c "CHECKPOINT" >/dev/null
     R[d,$c]=$(tps worker "$c")
     say "   $c clients: worker ${R[d,$c]}"
@@ -142,14 +170,6 @@ LATENCY=$(cat "$WORK/latency")
 EVENTS=$(sql -c "SELECT count(*) FROM recall.events")
 DISPATCHED=$(sql -c "SELECT count(*) FILTER (WHERE dispatch_group IS NOT NULL) FROM recall.events")
 
-# a point that ran out of fresh rows would measure no-op updates
-for t in bare handmade inline worker; do
-    used=$(sql -c "SELECT last_value FROM ids_$t")
-    if [ "$used" -gt "$ROWS" ]; then
-        say "bench: WARNING: table $t ran out of fresh rows ($used > $ROWS); raise BENCH_ROWS"
-        WARN="WARNING: some points ran out of fresh rows; raise BENCH_ROWS"
-    fi
-done
 
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN { if (y > 0) printf "%.3f", x / y; else print "-" }'; }
 met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t + 0) ? "yes" : "NO" }'; }
@@ -170,5 +190,5 @@ met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t + 0) ? "yes" : "NO" }
     done
     echo "notification latency, commit to listener (dispatcher, 200 recalls/s): $LATENCY (target p99 <= 20 ms)"
     echo "events logged: $EVENTS, of which $DISPATCHED notified by the dispatcher"
-    [ -n "${WARN:-}" ] && echo "$WARN"
+    if [ -s "$WORK/warnings" ]; then sed 's/^/WARNING: /' "$WORK/warnings"; fi
 } | tee -a "$OUT"
