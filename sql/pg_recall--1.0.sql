@@ -61,7 +61,6 @@ CREATE TABLE recall.events (
 );
 -- events_after() reads in (xid, seq) order from a cursor
 CREATE INDEX events_xid_seq_idx ON recall.events (xid, seq);
-CREATE INDEX events_recalled_at_idx ON recall.events (recalled_at);
 -- copy guards ask whether a deleted message was recalled
 CREATE INDEX events_tbl_pk_idx ON recall.events (tbl, pk);
 COMMENT ON TABLE recall.events IS 'one row per recalled message; never holds content';
