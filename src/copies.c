@@ -376,6 +376,7 @@ recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
 	ListCell   *lc;
 	Datum	   *keys;
 	char	   *nulls;
+	RecallBecome become;
 
 	if (entry->as_tbl == NIL)
 		return;
@@ -390,17 +391,20 @@ recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
 		nulls[i] = isnull ? 'n' : ' ';
 	}
 
+	/*
+	 * As the message table's owner (every registration here is one of its
+	 * copies), search_path pinned, row-level security not forced.
+	 */
+	recall_become(((CopyReg *) linitial(entry->as_tbl))->tbl_owner,
+				  SECURITY_NOFORCE_RLS, true, &become);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	foreach(lc, entry->as_tbl)
 	{
 		CopyReg    *reg = (CopyReg *) lfirst(lc);
-		RecallBecome become;
 		int			ret;
 		bool		save_in_copy_wipe = recall_in_copy_wipe;
 
-		/* as the message table's owner, search_path pinned, RLS not forced */
-		recall_become(reg->tbl_owner, SECURITY_NOFORCE_RLS, true, &become);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
 		if (reg->wipe_plan == NULL)
 			reg->wipe_plan = prepare_wipe_plan(reg);
 		recall_in_copy_wipe = true;
@@ -409,9 +413,9 @@ recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
 		if (ret != SPI_OK_UPDATE && ret != SPI_OK_DELETE)
 			elog(ERROR, "wiping copies in %s failed: %s", reg->copy_name,
 				 SPI_result_code_string(ret));
-		SPI_finish();
-		recall_unbecome(&become);
 	}
+	SPI_finish();
+	recall_unbecome(&become);
 }
 
 /* A key parameter cast from the match column's type when they differ. */
