@@ -14,40 +14,10 @@ SECS=${BENCH_SECONDS:-10}
 CLIENTS=${BENCH_CLIENTS:-16}
 ROWS=${BENCH_ROWS:-600000}
 OUT=${BENCH_OUT:-$ROOT/bench-results.txt}
-BINDIR=$(pg_config --bindir)
-
-if [ "$(id -u)" = 0 ]; then
-    as_owner() { runuser -u postgres -- "$@"; }
-else
-    as_owner() { "$@"; }
-fi
-WORK=$(mktemp -d /tmp/pg_recall_actor.XXXXXX)
-chmod 755 "$WORK"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK"
-DATA=$WORK/data
-PORT=$(( 45000 + RANDOM % 5000 ))
-STARTED=0
-cleanup() {
-    [ "$STARTED" = 1 ] && as_owner "$BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-as_owner "$BINDIR/initdb" -D "$DATA" -A trust -U postgres --no-sync -E UTF8 --locale=C >/dev/null
-cat >>"$DATA/postgresql.conf" <<EOF
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-port = $PORT
-max_connections = 60
-shared_buffers = 512MB
-fsync = off
-full_page_writes = off
-autovacuum = off
-shared_preload_libraries = 'pg_recall'
-EOF
-as_owner "$BINDIR/pg_ctl" -D "$DATA" -l "$WORK/log" -w start >/dev/null
-STARTED=1
-export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
+. "$ROOT/test/bench/cluster.sh"
+bench_cluster actor "shared_buffers = 512MB" "fsync = off" "full_page_writes = off" \
+    "autovacuum = off" "shared_preload_libraries = 'pg_recall'"
+export PGDATABASE=postgres
 sql() { psql -qXAt -v ON_ERROR_STOP=1 "$@"; }
 
 sql -c "CREATE EXTENSION pg_recall"

@@ -24,51 +24,16 @@ CLIENTS=${BENCH_CLIENTS:-1 4 16}
 ROWS=${BENCH_ROWS:-1000000}
 FSYNC=${BENCH_FSYNC:-off}
 OUT=${BENCH_OUT:-$ROOT/bench-results.txt}
-BINDIR=$(pg_config --bindir)
 
 say() { printf '%s\n' "$*" >&2; }
 
-if [ "$(id -u)" = 0 ]; then
-    as_owner() { runuser -u postgres -- "$@"; }
-else
-    as_owner() { "$@"; }
-fi
-
-WORK=$(mktemp -d /tmp/pg_recall_dispatch.XXXXXX)
-chmod 755 "$WORK"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK"
-DATA=$WORK/data
-PORT=$(( 50000 + RANDOM % 5000 ))
-STARTED=0
-cleanup() {
-    [ "$STARTED" = 1 ] && as_owner "$BINDIR/pg_ctl" -D "$DATA" -m immediate -w stop >/dev/null 2>&1 || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/test/bench/cluster.sh"
+bench_cluster dispatch "shared_buffers = 1GB" "fsync = $FSYNC" "full_page_writes = $FSYNC" \
+    "max_wal_size = 16GB" "checkpoint_timeout = 1h" "autovacuum = off" "log_min_messages = warning"
 
 gcc -O2 -Wall -Werror -I"$(pg_config --includedir)" -o "$WORK/notify_latency" \
     "$ROOT/test/bench/notify_latency.c" -L"$(pg_config --libdir)" -lpq
 
-as_owner "$BINDIR/initdb" -D "$DATA" -A trust -U postgres --no-sync -E UTF8 --locale=C >/dev/null
-cat >>"$DATA/postgresql.conf" <<EOF
-listen_addresses = ''
-unix_socket_directories = '$WORK'
-port = $PORT
-max_connections = 60
-shared_buffers = 1GB
-fsync = $FSYNC
-full_page_writes = $FSYNC
-max_wal_size = 16GB
-checkpoint_timeout = 1h
-autovacuum = off
-log_min_messages = warning
-EOF
-start() { as_owner "$BINDIR/pg_ctl" -D "$DATA" -l "$WORK/log" -w start >/dev/null; STARTED=1; }
-stop() { as_owner "$BINDIR/pg_ctl" -D "$DATA" -w stop >/dev/null; STARTED=0; }
-start
-
-export PGHOST=$WORK PGPORT=$PORT PGUSER=postgres
 psql -qX -d postgres -c "CREATE DATABASE bench" >/dev/null
 sql() { psql -qXAt -v ON_ERROR_STOP=1 -d bench "$@"; }
 
@@ -144,9 +109,8 @@ for c in $CLIENTS; do
 done
 
 say "== dispatch bench: (d) pg_recall with the dispatcher (restart with shared_preload_libraries)"
-stop
 echo "shared_preload_libraries = 'pg_recall'" >>"$DATA/postgresql.conf"
-start
+bench_restart
 for c in $CLIENTS; do
     reset_rows
     sql -c "CHECKPOINT" >/dev/null
