@@ -47,23 +47,6 @@ static HTAB *RecallTableHash = NULL;
 static List *retired_plans = NIL;
 static List *retired_contexts = NIL;
 
-/* Queue an entry's plans and memory for freeing at transaction end. */
-static void
-retire_entry(RecallTable *entry)
-{
-	SPIPlanPtr	plans[3] = {entry->event_plan, entry->update_plan, entry->exists_plan};
-	MemoryContext oldcxt;
-
-	if (entry->mcxt == NULL)
-		return;
-	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
-	for (int i = 0; i < 3; i++)
-		if (plans[i] != NULL)
-			retired_plans = lappend(retired_plans, plans[i]);
-	retired_contexts = lappend(retired_contexts, entry->mcxt);
-	MemoryContextSwitchTo(oldcxt);
-}
-
 /* Queue a kept plan for freeing at transaction end (NULL: nothing). */
 void
 recall_retire_plan(SPIPlanPtr plan)
@@ -87,7 +70,19 @@ recall_retire_context(MemoryContext cxt)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/* Free what retire_entry queued, once no statement can be using it. */
+/* Queue an entry's plans and memory for freeing at transaction end. */
+static void
+retire_entry(RecallTable *entry)
+{
+	if (entry->mcxt == NULL)
+		return;
+	recall_retire_plan(entry->event_plan);
+	recall_retire_plan(entry->update_plan);
+	recall_retire_plan(entry->exists_plan);
+	recall_retire_context(entry->mcxt);
+}
+
+/* Free what was queued for retirement, once no statement can be using it. */
 static void
 config_xact_callback(XactEvent event, void *arg)
 {
@@ -169,17 +164,6 @@ registry_text(HeapTuple tup, TupleDesc desc, int fnumber)
 {
 	/* output function: the registry mixes text and name columns */
 	return SPI_getvalue(tup, desc, fnumber);
-}
-
-/* A datum of type typid (with typmod) read from its text form. */
-static Datum
-datum_from_literal(const char *literal, Oid typid, int32 typmod)
-{
-	Oid			infunc;
-	Oid			ioparam;
-
-	getTypeInputInfo(typid, &infunc, &ioparam);
-	return OidInputFunctionCall(infunc, unconstify(char *, literal), ioparam, typmod);
 }
 
 /*
@@ -362,13 +346,13 @@ load_entry(RecallTable *entry, Relation rel)
 		col->typbyval = att->attbyval;
 		col->wiped_isnull = wipednulls[i];
 		if (!wipednulls[i])
-			col->wiped = datum_from_literal(TextDatumGetCString(wiped[i]),
+			col->wiped = recall_datum_from_text(TextDatumGetCString(wiped[i]),
 											att->atttypid, att->atttypmod);
 		empty = recall_empty_literal(att->atttypid);
 		if (empty != NULL)
 		{
 			col->has_empty = true;
-			col->empty = datum_from_literal(empty, att->atttypid, att->atttypmod);
+			col->empty = recall_datum_from_text(empty, att->atttypid, att->atttypmod);
 		}
 	}
 

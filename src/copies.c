@@ -167,6 +167,8 @@ load_copy_entry(CopyEntry *entry)
 	Oid			argtypes[1] = {OIDOID};
 	Datum		args[1];
 	int			ret;
+	List	   *as_tbl = NIL;
+	List	   *as_copy = NIL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -183,8 +185,6 @@ load_copy_entry(CopyEntry *entry)
 
 	newcxt = AllocSetContextCreate(callercxt, "pg_recall copies", ALLOCSET_SMALL_SIZES);
 	oldcxt = MemoryContextSwitchTo(newcxt);
-	entry->as_tbl = NIL;
-	entry->as_copy = NIL;
 	for (uint64 r = 0; r < SPI_processed; r++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[r];
@@ -237,9 +237,9 @@ load_copy_entry(CopyEntry *entry)
 		ReleaseSysCache(classtup);
 
 		if (reg->tbl == entry->relid)
-			entry->as_tbl = lappend(entry->as_tbl, reg);
+			as_tbl = lappend(as_tbl, reg);
 		if (reg->copy == entry->relid)
-			entry->as_copy = lappend(entry->as_copy, reg);
+			as_copy = lappend(as_copy, reg);
 	}
 	MemoryContextSwitchTo(oldcxt);
 	SPI_finish();
@@ -248,9 +248,11 @@ load_copy_entry(CopyEntry *entry)
 	if (entry->mcxt != NULL)
 	{
 		ListCell   *lc;
-		List	   *regs = list_concat_copy(entry->as_tbl, entry->as_copy);
 
-		/* plans may be running (a nested recall): free them at commit */
+		/* a table that is its own copy has its registration in both lists */
+		List	   *regs = list_concat_unique_ptr(list_copy(entry->as_tbl), entry->as_copy);
+
+		/* the old plans may be running (a nested recall): free them at commit */
 		foreach(lc, regs)
 		{
 			CopyReg    *reg = (CopyReg *) lfirst(lc);
@@ -261,6 +263,8 @@ load_copy_entry(CopyEntry *entry)
 		}
 		recall_retire_context(entry->mcxt);
 	}
+	entry->as_tbl = as_tbl;
+	entry->as_copy = as_copy;
 	entry->mcxt = newcxt;
 	entry->valid = true;
 }
@@ -290,25 +294,9 @@ copy_entry(Oid relid)
 		entry->as_tbl = NIL;
 		entry->as_copy = NIL;
 	}
+	/* the entry changes only once a load has succeeded */
 	if (!entry->valid)
-	{
-		/* stale lists must not be used if the load fails */
-		List	   *old_tbl = entry->as_tbl;
-		List	   *old_copy = entry->as_copy;
-
-		PG_TRY();
-		{
-			load_copy_entry(entry);
-		}
-		PG_CATCH();
-		{
-			entry->as_tbl = old_tbl;
-			entry->as_copy = old_copy;
-			entry->valid = false;
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
+		load_copy_entry(entry);
 	return entry;
 }
 
@@ -633,16 +621,8 @@ wipe_copy_row(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 		attr = TupleDescAttr(tupdesc, att - 1);
 		cols[n] = att;
 		nulls[n] = (reg->wiped[i] == NULL);
-		if (reg->wiped[i] != NULL)
-		{
-			Oid			infunc;
-			Oid			ioparam;
-
-			getTypeInputInfo(attr->atttypid, &infunc, &ioparam);
-			values[n] = OidInputFunctionCall(infunc, reg->wiped[i], ioparam, attr->atttypmod);
-		}
-		else
-			values[n] = (Datum) 0;
+		values[n] = reg->wiped[i] == NULL ? (Datum) 0
+			: recall_datum_from_text(reg->wiped[i], attr->atttypid, attr->atttypmod);
 		n++;
 	}
 	return heap_modify_tuple_by_cols(tup, tupdesc, n, cols, values, nulls);

@@ -121,6 +121,7 @@ extern void recall_config_init(void);
 extern void recall_retire_plan(SPIPlanPtr plan);
 extern void recall_retire_context(MemoryContext cxt);
 extern const char *recall_empty_literal(Oid typid);
+extern Datum recall_datum_from_text(const char *text, Oid typid, int32 typmod);
 extern char *recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum,
 							bool *isnull);
 extern bool recall_content_is_wiped(RecallContentColumn *col, Datum value,

@@ -73,17 +73,6 @@ prepare_plans(RecallTable *cfg)
 	SPI_keepplan(cfg->exists_plan);
 }
 
-/* A datum of type typid read from text (the key column's input function). */
-static Datum
-key_from_text(const char *text, Oid typid)
-{
-	Oid			infunc;
-	Oid			ioparam;
-
-	getTypeInputInfo(typid, &infunc, &ioparam);
-	return OidInputFunctionCall(infunc, unconstify(char *, text), ioparam, -1);
-}
-
 /*
  * Convert the id argument to the key's values.  Errors here (a value that
  * is not of the key's type) are raised by the caller as 22023.
@@ -91,13 +80,6 @@ key_from_text(const char *text, Oid typid)
 static void
 convert_id(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 {
-	bool		single_native = (cfg->nkeys == 1 && argtype == cfg->key_types[0]);
-
-	if (single_native)
-	{
-		keys[0] = id;
-		return;
-	}
 	if (argtype == JSONBOID)
 	{
 		Jsonb	   *jb = DatumGetJsonbP(id);
@@ -112,7 +94,7 @@ convert_id(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("jsonb id is null")));
-			keys[0] = key_from_text(text, cfg->key_types[0]);
+			keys[0] = recall_datum_from_text(text, cfg->key_types[0], -1);
 			return;
 		}
 		for (int i = 0; i < cfg->nkeys; i++)
@@ -129,7 +111,7 @@ convert_id(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("jsonb id has no value for key column \"%s\"",
 								cfg->key_names[i])));
-			keys[i] = key_from_text(text, cfg->key_types[i]);
+			keys[i] = recall_datum_from_text(text, cfg->key_types[i], -1);
 		}
 		return;
 	}
@@ -143,7 +125,7 @@ convert_id(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 		bool		typisvarlena;
 
 		getTypeOutputInfo(argtype, &typoutput, &typisvarlena);
-		keys[0] = key_from_text(OidOutputFunctionCall(typoutput, id), cfg->key_types[0]);
+		keys[0] = recall_datum_from_text(OidOutputFunctionCall(typoutput, id), cfg->key_types[0], -1);
 	}
 }
 

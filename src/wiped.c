@@ -52,6 +52,17 @@ recall_empty_literal(Oid typid)
 	return NULL;
 }
 
+/* A datum of type typid (typmod applied, domains checked) read from text. */
+Datum
+recall_datum_from_text(const char *text, Oid typid, int32 typmod)
+{
+	Oid			infunc;
+	Oid			ioparam;
+
+	getTypeInputInfo(typid, &infunc, &ioparam);
+	return OidInputFunctionCall(infunc, unconstify(char *, text), ioparam, typmod);
+}
+
 /*
  * Does value hold col's wiped value?  Its type's empty value counts too (a
  * table's own trigger may recompute '' or an empty tsvector from wiped
@@ -138,13 +149,7 @@ recall_wiped_value(PG_FUNCTION_ARGS)
 		literal = pstrdup(empty);
 
 		/* the column's own input function (domain checks included) must accept it */
-		{
-			Oid			infunc;
-			Oid			ioparam;
-
-			getTypeInputInfo(att->atttypid, &infunc, &ioparam);
-			(void) OidInputFunctionCall(infunc, literal, ioparam, att->atttypmod);
-		}
+		(void) recall_datum_from_text(literal, att->atttypid, att->atttypmod);
 	}
 
 	relation_close(rel, AccessShareLock);
