@@ -20,7 +20,7 @@ OBJS = \
 	src/recall_fn.o \
 	src/registry.o
 
-DATA = sql/pg_recall--1.0.sql
+DATA = $(wildcard sql/pg_recall--*.sql)
 
 # pg_regress suites: every sql/*.sql but the install scripts
 REGRESS = $(sort $(patsubst sql/%.sql,%,$(filter-out sql/pg_recall--%,$(wildcard sql/*.sql))))

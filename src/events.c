@@ -184,8 +184,8 @@ insert_event_direct(Datum pk, Datum *values, char *nulls)
 {
 	Relation	rel;
 	HeapTuple	tup;
-	Datum		cols[11];
-	bool		colnulls[11];
+	Datum		cols[13];
+	bool		colnulls[13];
 	int64		seq;
 
 	if (!OidIsValid(events_relid))
@@ -198,8 +198,8 @@ insert_event_direct(Datum pk, Datum *values, char *nulls)
 		events_relid = relid;
 	}
 	rel = table_open(events_relid, RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != 11)
-		elog(ERROR, "recall.events has %d columns, expected 11", RelationGetDescr(rel)->natts);
+	if (RelationGetDescr(rel)->natts != 13)
+		elog(ERROR, "recall.events has %d columns, expected 13", RelationGetDescr(rel)->natts);
 
 	seq = nextval_internal(events_seqid, false);
 	memset(colnulls, false, sizeof(colnulls));
@@ -217,6 +217,8 @@ insert_event_direct(Datum pk, Datum *values, char *nulls)
 	cols[9] = values[6];		/* recalled_at */
 	cols[10] = values[7];		/* dispatch_group */
 	colnulls[10] = (nulls[7] == 'n');
+	colnulls[11] = true;
+	colnulls[12] = true;
 
 	tup = heap_form_tuple(RelationGetDescr(rel), cols, colnulls);
 	/* heap insert plus index entries (plain column indexes only) */
