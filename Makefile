@@ -12,13 +12,16 @@ OBJS = \
 	src/actor.o \
 	src/guard.o \
 	src/events.o \
+	src/log_writer.o \
+	src/key_json.o \
 	src/copies.o \
 	src/event_log.o \
 	src/payload.o \
 	src/dispatcher.o \
 	src/purge.o \
 	src/recall_fn.o \
-	src/registry.o
+	src/registry.o \
+	src/compat_1_0.o
 
 DATA = $(wildcard sql/pg_recall--*.sql)
 

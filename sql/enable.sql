@@ -62,11 +62,11 @@ SELECT tbl, key_columns, content, wiped_values, sender, sent_at, sent_at_unit,
        actor_setting, actor_claim, view_name, enabled_at <= now() AS enabled_before_now
 FROM recall.tables WHERE tbl = 'messages'::regclass;
 
--- three columns added, three triggers, the CHECK and the view
+-- three columns added, one trigger (which also holds the invariant) and the view
 SELECT pg_temp.shape('messages');
 
--- the triggers are ordinary ones (not ENABLE ALWAYS / REPLICA): a logical
--- replication subscriber applies the publisher's already wiped rows
+-- the trigger fires ALWAYS: under session_replication_role = replica (a logical
+-- replication subscriber) it checks the invariant and nothing else
 SELECT tgname, tgenabled FROM pg_trigger
 WHERE tgrelid = 'messages'::regclass AND NOT tgisinternal ORDER BY tgname;
 
@@ -231,7 +231,7 @@ SELECT id, body, preview, html FROM quotes ORDER BY id;
 -- the derived columns were forgotten; list them now
 SELECT recall.enable('quotes', '{body,preview,html}', sender => 'sender');
 SELECT id, body, preview, html, recalled_at IS NOT NULL AS recalled FROM quotes ORDER BY id;
--- and the CHECK covers them from now on
+-- and no CHECK constraint: the guard trigger holds the invariant
 SELECT pg_get_constraintdef(oid) FROM pg_constraint
 WHERE conrelid = 'quotes'::regclass AND conname = 'recall_wiped';
 -- one event, the recall's: the backfill is not a recall

@@ -170,10 +170,10 @@ UPDATE indexed SET recalled_by = 'mallory', body = 'x' WHERE id = 1;
 SELECT count(*) AS events FROM recall.events WHERE tbl = 'indexed'::regclass;
 
 ------------------------------------------------------------------------
--- The CHECK holds when the triggers do not fire
+-- The invariant holds where no recall is processed
 -- (session_replication_role = replica, as a logical replication
--- subscriber applies changes); its DETAIL shows the failing row, which
--- carries a timestamp, so only the message is shown
+-- subscriber applies changes); the error names the column, never
+-- the content
 ------------------------------------------------------------------------
 SET session_replication_role = replica;
 \set VERBOSITY terse
@@ -200,7 +200,7 @@ VALUES (101, 2, 'alice', 'secret', now(), 'alice');
 \echo :SQLSTATE
 \set VERBOSITY default
 -- (msgs_derive fills html and tsv from the text on INSERT, and there is
--- no INSERT trigger of pg_recall to wipe them: the CHECK decides)
+-- no wipe on INSERT: the guard only checks the invariant)
 DROP TRIGGER msgs_derive ON msgs;
 INSERT INTO msgs (id, conv, sender, body, recalled_at, recalled_by)
 VALUES (101, 2, 'alice', NULL, now(), 'alice');
@@ -208,7 +208,7 @@ SELECT * FROM pg_temp.msgs() WHERE id = 101;
 
 ------------------------------------------------------------------------
 -- Trigger order: the wipe fires after every other BEFORE trigger; one
--- named to sort after it is still held by the CHECK
+-- named to sort after it makes the guard refuse writes (23514)
 ------------------------------------------------------------------------
 CREATE TABLE ordered (id int PRIMARY KEY, sender text, body text);
 INSERT INTO ordered VALUES (1, 'alice', 'one'), (2, 'alice', 'two');

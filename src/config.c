@@ -34,6 +34,9 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
+#include "pgtime.h"
 
 #include "pg_recall.h"
 
@@ -76,7 +79,6 @@ retire_entry(RecallTable *entry)
 {
 	if (entry->mcxt == NULL)
 		return;
-	recall_retire_plan(entry->event_plan);
 	recall_retire_plan(entry->update_plan);
 	recall_retire_plan(entry->exists_plan);
 	recall_retire_context(entry->mcxt);
@@ -102,8 +104,8 @@ config_xact_callback(XactEvent event, void *arg)
 }
 
 /* Mark entries of the relation, or of its enabled table, stale. */
-static void
-recall_relcache_callback(Datum arg, Oid relid)
+void
+recall_config_invalidate(Oid relid)
 {
 	HASH_SEQ_STATUS status;
 	RecallTable *entry;
@@ -119,11 +121,10 @@ recall_relcache_callback(Datum arg, Oid relid)
 	}
 }
 
-/* Register the invalidation callback; called from _PG_init. */
+/* Register the transaction callback; called from _PG_init. */
 void
 recall_config_init(void)
 {
-	CacheRegisterRelcacheCallback(recall_relcache_callback, (Datum) 0);
 	RegisterXactCallback(config_xact_callback, NULL);
 }
 
@@ -189,10 +190,13 @@ find_registry_row(Relation rel, Oid *root_relid, TupleDesc *desc)
 
 		values[0] = ObjectIdGetDatum(lfirst_oid(lc));
 		ret = SPI_execute_with_args(
-									"SELECT key_columns, content, wiped_values, sender, sent_at,"
-									" sent_at_unit, conversation, recall_window, channel,"
-									" on_recalled_write, actor_source, actor_setting, actor_claim"
-									" FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) $1",
+									"SELECT t.key_columns, t.content, t.wiped_values, t.sender, t.sent_at,"
+									" t.sent_at_unit, t.conversation, t.recall_window, t.channel,"
+									" t.on_recalled_write, t.actor_source, t.actor_setting, t.actor_claim,"
+									" pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'sent_at_timezone',"
+									" EXISTS (SELECT FROM recall.copies c"
+									"         WHERE c.tbl OPERATOR(pg_catalog.=) t.tbl)"
+									" FROM recall.tables t WHERE t.tbl OPERATOR(pg_catalog.=) $1",
 									1, argtypes, values, NULL, true, 1);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
@@ -256,6 +260,32 @@ load_partition_key(RecallTable *entry, Relation rel)
 	entry->partkey_attnums = palloc(sizeof(AttrNumber) * (entry->npartkey + 1));
 	for (int i = 0; i < entry->npartkey; i++)
 		entry->partkey_attnums[i] = (AttrNumber) list_nth_int(attnums, i);
+}
+
+/*
+ * The name of an enabled BEFORE ROW INSERT or UPDATE trigger of rel that
+ * fires after the guard (triggers fire in name order, compared bytewise),
+ * or NULL.  Such a trigger sees the wiped row and could put content back.
+ */
+static char *
+find_late_trigger(Relation rel)
+{
+	TriggerDesc *trigdesc = rel->trigdesc;
+
+	if (trigdesc == NULL)
+		return NULL;
+	for (int i = 0; i < trigdesc->numtriggers; i++)
+	{
+		Trigger    *t = &trigdesc->triggers[i];
+
+		if (t->tgenabled == TRIGGER_DISABLED ||
+			!TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_BEFORE(t->tgtype) ||
+			!(TRIGGER_FOR_INSERT(t->tgtype) || TRIGGER_FOR_UPDATE(t->tgtype)))
+			continue;
+		if (strcmp(t->tgname, RECALL_GUARD_TRIGGER) > 0)
+			return pstrdup(t->tgname);
+	}
+	return NULL;
 }
 
 /* Fill entry (in its own new context) from the registry; false if absent. */
@@ -396,6 +426,20 @@ load_entry(RecallTable *entry, Relation rel)
 				 errmsg("unrecognized actor_source \"%s\" in recall.tables", s)));
 	fresh.actor_setting = registry_text(row, desc, 12);
 	fresh.actor_claim = registry_text(row, desc, 13);
+	if (fresh.sent_at_type == TIMESTAMPOID)
+	{
+		/* the zone in effect at enable(); UTC for registries without one */
+		s = registry_text(row, desc, 14);
+		fresh.sent_at_zone = pg_tzset(s ? s : "UTC");
+		if (fresh.sent_at_zone == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("time zone \"%s\" of table \"%s\" is not recognized",
+							s, RelationGetRelationName(rel)),
+					 errhint("Run recall.enable() on the table again.")));
+	}
+	fresh.has_copies = DatumGetBool(SPI_getbinval(row, desc, 15, &isnull));
+	fresh.late_trigger = find_late_trigger(rel);
 	fresh.valid = true;
 
 	MemoryContextSwitchTo(oldcxt);

@@ -6,10 +6,16 @@
  * A copy table holds rows that point at a message through its match
  * columns: a quote, a conversation preview, a search side table, an
  * earlier version.  Two paths keep recalled text out of them:
- *	- on recall, "~recall_event" calls recall_wipe_copies(), which wipes or
- *	  deletes the matching rows in the same statement, as the owner of the
- *	  message table (row-level security not forced) with search_path
- *	  pinned, so the application needs no privilege on the copy tables;
+ *	- at the end of the statement that recalled messages (an
+ *	  ExecutorFinish hook: a copy may be a row the same statement recalls
+ *	  next, as when a conversation whose messages quote each other is
+ *	  recalled at once), the rows of each copy table that match a recalled
+ *	  key are wiped or deleted, found through an index on the match columns
+ *	  and changed the way logical replication applies a change
+ *	  (ExecSimpleRelationUpdate/Delete: the copy table's row triggers fire,
+ *	  its indexes are kept), as the copy table's owner, with
+ *	  SECURITY_RESTRICTED_OPERATION and search_path pinned; where their old
+ *	  versions lie goes to recall.purge_queue for the purge;
  *	- "~recall_copy_guard" (BEFORE INSERT OR UPDATE on the copy table) and
  *	  "~recall_copy_delete" (AFTER UPDATE, for 'delete' copies) give a row
  *	  written later that points at a recalled message the same treatment.
@@ -20,27 +26,41 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/relation.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/detoast.h"
+#include "common/hashfn.h"
+#include "access/xact.h"
 #include "catalog/partition.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "parser/parsetree.h"
+#include "storage/lmgr.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
-#include "utils/resowner.h"
-#include "access/xact.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/typcache.h"
+#include "utils/xid8.h"
 
 #include "pg_recall.h"
 
@@ -64,7 +84,8 @@ typedef struct CopyReg
 	char	   *copy_name;		/* quoted, qualified */
 	char	   *tbl_name;
 	Oid			tbl_owner;
-	SPIPlanPtr	wipe_plan;		/* on recall: wipe or delete the copies */
+	Oid			copy_owner;
+	bool		same_types;		/* every match column has its key's type */
 	SPIPlanPtr	lock_plan;		/* the message's row, locked FOR SHARE */
 	SPIPlanPtr	check_plan;		/* its recall in recall.events */
 } CopyReg;
@@ -81,57 +102,92 @@ typedef struct CopyEntry
 
 static HTAB *CopyHash = NULL;
 
-/* while recall_wipe_copies runs: the copy UPDATE is not a statement of its own */
-bool		recall_in_copy_wipe = false;
+/*
+ * How a registration reaches one leaf relation of its copy table: the
+ * attribute numbers of its columns there, an index whose leading columns
+ * are the match columns (InvalidOid: none, a sequential scan), the wiped
+ * values as datums.  Cached per (registration, leaf); invalidated with the
+ * leaf or the registration.
+ */
+typedef struct CopyLeafKey
+{
+	Oid			leaf;
+	Oid			tbl;
+	Oid			copy;
+	uint32		match_hash;
+} CopyLeafKey;
+
+typedef struct CopyLeaf
+{
+	CopyLeafKey key;
+	bool		valid;
+	MemoryContext mcxt;
+	AttrNumber *match_atts;
+	AttrNumber *content_atts;
+	Datum	   *wiped;
+	bool	   *wiped_null;
+	Oid			index;
+	RegProcedure *eq_procs;		/* per match column: the index's equality */
+	Oid		   *collations;
+	FmgrInfo   *eq_finfo;		/* without an index: the type's equality */
+} CopyLeaf;
+
+static HTAB *CopyLeafHash = NULL;
+
+/* Keys recalled by one statement, whose copies are due at its end. */
+typedef struct PendingCopies
+{
+	Snapshot	statement;		/* the statement's snapshot: its identity */
+	Oid			root_relid;
+	SubTransactionId subid;
+	int			nkeys;
+	int16	   *typlens;
+	bool	   *typbyvals;
+	List	   *keys;			/* Datum[nkeys] per recalled message */
+} PendingCopies;
+
+/* in TopTransactionContext; reset at transaction end */
+static List *pending_copies = NIL;
+
+/* while copies are being wiped: the copy guards need not look again */
+int			recall_in_copy_wipe = 0;
+
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 
 /* Mark entries stale on any invalidation of a relation they involve. */
-static void
-copies_relcache_callback(Datum arg, Oid relid)
+void
+recall_copies_invalidate(Oid relid)
 {
 	HASH_SEQ_STATUS status;
-	CopyEntry  *entry;
 
-	if (CopyHash == NULL)
-		return;
-	hash_seq_init(&status, CopyHash);
-	while ((entry = (CopyEntry *) hash_seq_search(&status)) != NULL)
+	if (CopyHash != NULL)
 	{
-		ListCell   *lc;
-		bool		hit = (relid == InvalidOid || entry->relid == relid);
+		CopyEntry  *entry;
 
-		foreach(lc, entry->as_tbl)
-			hit |= (((CopyReg *) lfirst(lc))->copy == relid);
-		foreach(lc, entry->as_copy)
-			hit |= (((CopyReg *) lfirst(lc))->tbl == relid);
-		if (hit)
-			entry->valid = false;
+		hash_seq_init(&status, CopyHash);
+		while ((entry = (CopyEntry *) hash_seq_search(&status)) != NULL)
+		{
+			ListCell   *lc;
+			bool		hit = (relid == InvalidOid || entry->relid == relid);
+
+			foreach(lc, entry->as_tbl)
+				hit |= (((CopyReg *) lfirst(lc))->copy == relid);
+			foreach(lc, entry->as_copy)
+				hit |= (((CopyReg *) lfirst(lc))->tbl == relid);
+			if (hit)
+				entry->valid = false;
+		}
 	}
-}
-
-/* Register the invalidation callback; called from _PG_init. */
-void
-recall_copies_init(void)
-{
-	CacheRegisterRelcacheCallback(copies_relcache_callback, (Datum) 0);
-}
-
-/*
- * Append pg_catalog.jsonb_build_object('k1', $n::t1, ...): a message key as
- * recall.events stores it.
- */
-void
-recall_append_key_object(StringInfo sql, char **names, int n, int first_param,
-						 Oid *cast_types)
-{
-	appendStringInfoString(sql, "pg_catalog.jsonb_build_object(");
-	for (int i = 0; i < n; i++)
+	if (CopyLeafHash != NULL)
 	{
-		appendStringInfo(sql, "%s%s, $%d", i > 0 ? ", " : "",
-						 quote_literal_cstr(names[i]), first_param + i);
-		if (cast_types)
-			appendStringInfo(sql, "::%s", format_type_be_qualified(cast_types[i]));
+		CopyLeaf   *leaf;
+
+		hash_seq_init(&status, CopyLeafHash);
+		while ((leaf = (CopyLeaf *) hash_seq_search(&status)) != NULL)
+			if (relid == InvalidOid || leaf->key.leaf == relid ||
+				leaf->key.tbl == relid || leaf->key.copy == relid)
+				leaf->valid = false;
 	}
-	appendStringInfoChar(sql, ')');
 }
 
 /* Names of a name[] datum, copied into the current context. */
@@ -155,6 +211,35 @@ qualified_name(Oid relid)
 {
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 									  get_rel_name(relid));
+}
+
+/* The owner of a relation. */
+static Oid
+rel_owner(Oid relid)
+{
+	HeapTuple	classtup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(classtup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(classtup))->relowner;
+	ReleaseSysCache(classtup);
+	return owner;
+}
+
+/* A registered column of a relation, or an error: never silently skipped. */
+static AttrNumber
+registered_column(Oid relid, const char *name)
+{
+	AttrNumber	att = get_attnum(relid, name);
+
+	if (att == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of copy table \"%s\" does not exist",
+						name, get_rel_name(relid)),
+				 errhint("Register the copy again with recall.drop_copy() and recall.add_copy().")));
+	return att;
 }
 
 /* Load the registrations that concern relid. */
@@ -193,7 +278,6 @@ load_copy_entry(CopyEntry *entry)
 		bool		isnull;
 		Datum		d;
 		int			n;
-		HeapTuple	classtup;
 
 		reg->tbl = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 		reg->copy = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
@@ -207,8 +291,11 @@ load_copy_entry(CopyEntry *entry)
 			reg->content_names = name_array(d, &reg->ncontent);
 			deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull)),
 							  TEXTOID, -1, false, TYPALIGN_INT, &elems, &elemnulls, &n);
+			if (n != reg->ncontent)
+				elog(ERROR, "copy registration of \"%s\" has %d content columns but %d wiped values",
+					 get_rel_name(reg->copy), reg->ncontent, n);
 			reg->wiped = palloc0(sizeof(char *) * (n + 1));
-			for (int i = 0; i < n && i < reg->ncontent; i++)
+			for (int i = 0; i < n; i++)
 				reg->wiped[i] = elemnulls[i] ? NULL : TextDatumGetCString(elems[i]);
 		}
 		reg->is_delete = (strcmp(SPI_getvalue(tup, desc, 6), "delete") == 0);
@@ -217,24 +304,20 @@ load_copy_entry(CopyEntry *entry)
 			elog(ERROR, "copy registration has %d match columns for a key of %d", reg->nkeys, n);
 		reg->match_types = palloc(sizeof(Oid) * reg->nkeys);
 		reg->key_types = palloc(sizeof(Oid) * reg->nkeys);
+		reg->same_types = true;
 		for (int i = 0; i < reg->nkeys; i++)
 		{
-			if (get_attnum(reg->copy, reg->match_names[i]) == InvalidAttrNumber)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("column \"%s\" of copy table \"%s\" does not exist",
-								reg->match_names[i], get_rel_name(reg->copy)),
-						 errhint("Register the copy again with recall.drop_copy() and recall.add_copy().")));
-			reg->match_types[i] = get_atttype(reg->copy, get_attnum(reg->copy, reg->match_names[i]));
+			reg->match_types[i] = get_atttype(reg->copy,
+											  registered_column(reg->copy, reg->match_names[i]));
 			reg->key_types[i] = get_atttype(reg->tbl, get_attnum(reg->tbl, reg->key_names[i]));
+			reg->same_types &= (reg->match_types[i] == reg->key_types[i]);
 		}
+		for (int i = 0; i < reg->ncontent; i++)
+			(void) registered_column(reg->copy, reg->content_names[i]);
 		reg->copy_name = qualified_name(reg->copy);
 		reg->tbl_name = qualified_name(reg->tbl);
-		classtup = SearchSysCache1(RELOID, ObjectIdGetDatum(reg->tbl));
-		if (!HeapTupleIsValid(classtup))
-			elog(ERROR, "cache lookup failed for relation %u", reg->tbl);
-		reg->tbl_owner = ((Form_pg_class) GETSTRUCT(classtup))->relowner;
-		ReleaseSysCache(classtup);
+		reg->tbl_owner = rel_owner(reg->tbl);
+		reg->copy_owner = rel_owner(reg->copy);
 
 		if (reg->tbl == entry->relid)
 			as_tbl = lappend(as_tbl, reg);
@@ -257,7 +340,6 @@ load_copy_entry(CopyEntry *entry)
 		{
 			CopyReg    *reg = (CopyReg *) lfirst(lc);
 
-			recall_retire_plan(reg->wipe_plan);
 			recall_retire_plan(reg->lock_plan);
 			recall_retire_plan(reg->check_plan);
 		}
@@ -300,218 +382,71 @@ copy_entry(Oid relid)
 	return entry;
 }
 
-/* Prepare the statement that wipes or deletes the copies of a message. */
-static SPIPlanPtr
-prepare_wipe_plan(CopyReg *reg)
-{
-	StringInfoData sql;
-	SPIPlanPtr	plan;
-
-	initStringInfo(&sql);
-	if (reg->is_delete)
-		appendStringInfo(&sql, "DELETE FROM %s", reg->copy_name);
-	else
-	{
-		appendStringInfo(&sql, "UPDATE %s SET ", reg->copy_name);
-		for (int i = 0; i < reg->ncontent; i++)
-		{
-			AttrNumber	att = get_attnum(reg->copy, reg->content_names[i]);
-			Oid			typid;
-			int32		typmod;
-			Oid			collid;
-
-			if (att == InvalidAttrNumber)
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("column \"%s\" of copy table \"%s\" does not exist",
-								reg->content_names[i], get_rel_name(reg->copy)),
-						 errhint("Register the copy again with recall.drop_copy() and recall.add_copy().")));
-
-			get_atttypetypmodcoll(reg->copy, att, &typid, &typmod, &collid);
-
-			appendStringInfo(&sql, "%s%s = ", i > 0 ? ", " : "",
-							 quote_identifier(reg->content_names[i]));
-			if (reg->wiped[i] == NULL)
-				appendStringInfoString(&sql, "NULL");
-			else
-				appendStringInfo(&sql, "%s::%s", quote_literal_cstr(reg->wiped[i]),
-								 format_type_extended(typid, typmod,
-													  FORMAT_TYPE_TYPEMOD_GIVEN |
-													  FORMAT_TYPE_FORCE_QUALIFY));
-		}
-	}
-	appendStringInfoString(&sql, " WHERE ");
-	for (int i = 0; i < reg->nkeys; i++)
-		appendStringInfo(&sql, "%s%s OPERATOR(pg_catalog.=) $%d::%s", i > 0 ? " AND " : "",
-						 quote_identifier(reg->match_names[i]), i + 1,
-						 format_type_be_qualified(reg->match_types[i]));
-	plan = SPI_prepare(sql.data, reg->nkeys, reg->key_types);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(plan);
-	return plan;
-}
-
-/*
- * Wipe or delete the registered copies of the message in tup, just
- * recalled.  Called by "~recall_event" in the recall's statement.
+/* ---------------------------------------------------------------------
+ * Converting key values
+ * ---------------------------------------------------------------------
  */
-void
-recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
-{
-	CopyEntry  *entry = copy_entry(cfg->root_relid);
-	ListCell   *lc;
-	Datum	   *keys;
-	char	   *nulls;
-	RecallBecome become;
-
-	if (entry->as_tbl == NIL)
-		return;
-
-	keys = palloc(sizeof(Datum) * cfg->nkeys);
-	nulls = palloc(sizeof(char) * cfg->nkeys);
-	for (int i = 0; i < cfg->nkeys; i++)
-	{
-		bool		isnull;
-
-		keys[i] = heap_getattr(tup, cfg->key_attnums[i], tupdesc, &isnull);
-		nulls[i] = isnull ? 'n' : ' ';
-	}
-
-	/*
-	 * As the message table's owner (every registration here is one of its
-	 * copies), search_path pinned, row-level security not forced.
-	 */
-	recall_become(((CopyReg *) linitial(entry->as_tbl))->tbl_owner,
-				  SECURITY_NOFORCE_RLS, true, &become);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	foreach(lc, entry->as_tbl)
-	{
-		CopyReg    *reg = (CopyReg *) lfirst(lc);
-		int			ret;
-		bool		save_in_copy_wipe = recall_in_copy_wipe;
-
-		if (reg->wipe_plan == NULL)
-			reg->wipe_plan = prepare_wipe_plan(reg);
-		recall_in_copy_wipe = true;
-		ret = SPI_execute_plan(reg->wipe_plan, keys, nulls, false, 0);
-		recall_in_copy_wipe = save_in_copy_wipe;
-		if (ret != SPI_OK_UPDATE && ret != SPI_OK_DELETE)
-			elog(ERROR, "wiping copies in %s failed: %s", reg->copy_name,
-				 SPI_result_code_string(ret));
-	}
-	SPI_finish();
-	recall_unbecome(&become);
-}
-
-/* A key parameter cast from the match column's type when they differ. */
-static void
-append_key_param(StringInfo sql, CopyReg *reg, int i)
-{
-	appendStringInfo(sql, "$%d", i + 1);
-	if (reg->match_types[i] != reg->key_types[i])
-		appendStringInfo(sql, "::%s", format_type_be_qualified(reg->key_types[i]));
-}
 
 /*
- * Prepare the checks: the message's row, locked FOR SHARE so that a recall
- * in flight is waited for (and a recall that comes later waits for this
- * copy, then wipes it); else its recall in recall.events, once deleted.
+ * Convert a value between two types through their base types' output and
+ * input functions: no cast is ever looked up (a user's cast could run),
+ * no domain check either (the value is only looked up, never stored).
  */
-static void
-prepare_check_plans(CopyReg *reg)
+static Datum
+convert_by_io(Datum value, Oid from, Oid to)
 {
-	StringInfoData sql;
-	Oid		   *argtypes = palloc(sizeof(Oid) * (reg->nkeys + 1));
+	Oid			typoutput;
+	bool		typisvarlena;
 
-	for (int i = 0; i < reg->nkeys; i++)
-		argtypes[i] = reg->match_types[i];
-	argtypes[reg->nkeys] = REGCLASSOID;
-
-	initStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT recalled_at IS NOT NULL FROM %s WHERE ", reg->tbl_name);
-	for (int i = 0; i < reg->nkeys; i++)
-	{
-		appendStringInfo(&sql, "%s%s OPERATOR(pg_catalog.=) ", i > 0 ? " AND " : "",
-						 quote_identifier(reg->key_names[i]));
-		append_key_param(&sql, reg, i);
-	}
-	appendStringInfoString(&sql, " FOR SHARE");
-	reg->lock_plan = SPI_prepare(sql.data, reg->nkeys, argtypes);
-	if (reg->lock_plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(reg->lock_plan);
-
-	resetStringInfo(&sql);
-	appendStringInfo(&sql, "SELECT EXISTS (SELECT 1 FROM recall.events e"
-					 " WHERE e.tbl OPERATOR(pg_catalog.=) $%d AND e.pk OPERATOR(pg_catalog.=) ",
-					 reg->nkeys + 1);
-	recall_append_key_object(&sql, reg->key_names, reg->nkeys, 1,
-							 memcmp(reg->match_types, reg->key_types, sizeof(Oid) * reg->nkeys) == 0
-							 ? NULL : reg->key_types);
-	appendStringInfoChar(&sql, ')');
-	reg->check_plan = SPI_prepare(sql.data, reg->nkeys + 1, argtypes);
-	if (reg->check_plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(reg->check_plan);
+	from = getBaseType(from);
+	to = getBaseType(to);
+	if (from == to)
+		return value;
+	getTypeOutputInfo(from, &typoutput, &typisvarlena);
+	return recall_datum_from_text(OidOutputFunctionCall(typoutput, value), to, -1);
 }
 
-/* Run the checks of prepare_check_plans. */
-static bool
-run_checks(CopyReg *reg, Datum *args)
+/* Arguments of convert_all, for recall_try. */
+typedef struct ConvertCall
 {
-	int			ret;
-	bool		isnull;
-	bool		recalled = false;
-
-	if (reg->lock_plan == NULL || reg->check_plan == NULL)
-		prepare_check_plans(reg);
-	ret = SPI_execute_plan(reg->lock_plan, args, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "checking a copy's message failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 1)
-		return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	ret = SPI_execute_plan(reg->check_plan, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "checking a copy's message failed: %s", SPI_result_code_string(ret));
-	recalled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	return recalled;
-}
-
-/* Arguments and result of run_checks, for recall_try. */
-typedef struct CheckCall
-{
-	CopyReg    *reg;
-	Datum	   *args;
-	bool		recalled;
-} CheckCall;
+	int			n;
+	Datum	   *values;
+	Oid		   *from;
+	Oid		   *to;
+	Datum	   *result;
+} ConvertCall;
 
 static void
-run_checks_call(void *arg)
+convert_all(void *arg)
 {
-	CheckCall  *call = (CheckCall *) arg;
+	ConvertCall *call = (ConvertCall *) arg;
 
-	call->recalled = run_checks(call->reg, call->args);
+	for (int i = 0; i < call->n; i++)
+		call->result[i] = convert_by_io(call->values[i], call->from[i], call->to[i]);
 }
 
 /*
- * run_checks in a subtransaction, for match columns whose values need a
- * cast to the key's type: a value that is no key (a text match holding
- * "$abc:matrix.org" for a bigint key) points at no message.
+ * Convert n values; false when one is no value of the target type (a text
+ * match holding "$abc:matrix.org" for a bigint key): nothing matches it.
+ * Types that are the same need no subtransaction.
  */
 static bool
-run_checks_guarded(CopyReg *reg, Datum *args)
+convert_values(int n, Datum *values, Oid *from, Oid *to, Datum *result)
 {
-	CheckCall	call = {reg, args, false};
-	ErrorData  *edata = recall_try(run_checks_call, &call);
+	ConvertCall call = {n, values, from, to, result};
+	ErrorData  *edata;
+	bool		same = true;
 
+	for (int i = 0; i < n; i++)
+		same &= (getBaseType(from[i]) == getBaseType(to[i]));
+	if (same)
+	{
+		memcpy(result, values, sizeof(Datum) * n);
+		return true;
+	}
+	edata = recall_try(convert_all, &call);
 	if (edata == NULL)
-		return call.recalled;
+		return true;
 	/* only a value that does not convert means "no such message" */
 	if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
 		ReThrowError(edata);
@@ -519,40 +454,719 @@ run_checks_guarded(CopyReg *reg, Datum *args)
 	return false;
 }
 
+/* ---------------------------------------------------------------------
+ * Wiping the copies of recalled messages, at the end of the statement
+ * ---------------------------------------------------------------------
+ */
+
+/* A btree index of rel whose leading key columns are exactly atts. */
+static Oid
+match_index(Relation rel, int n, AttrNumber *atts)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		Relation	index = index_open(lfirst_oid(lc), AccessShareLock);
+		Form_pg_index form = index->rd_index;
+		bool		ok = (index->rd_rel->relam == BTREE_AM_OID && form->indisvalid &&
+						  form->indnkeyatts >= n &&
+						  heap_attisnull(index->rd_indextuple, Anum_pg_index_indpred, NULL));
+
+		for (int i = 0; ok && i < n; i++)
+			ok = (form->indkey.values[i] == atts[i]);
+		index_close(index, AccessShareLock);
+		if (ok)
+		{
+			found = lfirst_oid(lc);
+			break;
+		}
+	}
+	list_free(indexes);
+	return found;
+}
+
+/* How reg reaches the leaf relation rel (cached). */
+static CopyLeaf *
+copy_leaf(CopyReg *reg, Relation rel)
+{
+	CopyLeafKey key;
+	CopyLeaf   *leaf;
+	bool		found;
+	MemoryContext oldcxt;
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	if (CopyLeafHash == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(CopyLeafKey);
+		ctl.entrysize = sizeof(CopyLeaf);
+		ctl.hcxt = CacheMemoryContext;
+		CopyLeafHash = hash_create("pg_recall copy leaves", 32, &ctl,
+								   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.leaf = RelationGetRelid(rel);
+	key.tbl = reg->tbl;
+	key.copy = reg->copy;
+	for (int i = 0; i < reg->nkeys; i++)
+		key.match_hash = key.match_hash * 31 + hash_bytes((unsigned char *) reg->match_names[i],
+														   strlen(reg->match_names[i]));
+	leaf = (CopyLeaf *) hash_search(CopyLeafHash, &key, HASH_ENTER, &found);
+	if (found && leaf->valid)
+		return leaf;
+	if (found && leaf->mcxt != NULL)
+		recall_retire_context(leaf->mcxt);
+	leaf->valid = false;
+	leaf->mcxt = AllocSetContextCreate(CacheMemoryContext, "pg_recall copy leaf",
+									   ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(leaf->mcxt);
+	leaf->match_atts = palloc(sizeof(AttrNumber) * reg->nkeys);
+	for (int i = 0; i < reg->nkeys; i++)
+		leaf->match_atts[i] = registered_column(RelationGetRelid(rel), reg->match_names[i]);
+	leaf->content_atts = palloc(sizeof(AttrNumber) * (reg->ncontent + 1));
+	leaf->wiped = palloc(sizeof(Datum) * (reg->ncontent + 1));
+	leaf->wiped_null = palloc(sizeof(bool) * (reg->ncontent + 1));
+	for (int i = 0; i < reg->ncontent; i++)
+	{
+		Form_pg_attribute att;
+
+		leaf->content_atts[i] = registered_column(RelationGetRelid(rel), reg->content_names[i]);
+		att = TupleDescAttr(desc, leaf->content_atts[i] - 1);
+		leaf->wiped_null[i] = (reg->wiped[i] == NULL);
+		leaf->wiped[i] = leaf->wiped_null[i] ? (Datum) 0
+			: recall_datum_from_text(reg->wiped[i], att->atttypid, att->atttypmod);
+	}
+	leaf->index = match_index(rel, reg->nkeys, leaf->match_atts);
+	leaf->eq_procs = palloc0(sizeof(RegProcedure) * reg->nkeys);
+	leaf->collations = palloc0(sizeof(Oid) * reg->nkeys);
+	leaf->eq_finfo = palloc0(sizeof(FmgrInfo) * reg->nkeys);
+	if (OidIsValid(leaf->index))
+	{
+		Relation	index = index_open(leaf->index, AccessShareLock);
+
+		for (int i = 0; i < reg->nkeys; i++)
+		{
+			Oid			opfamily = index->rd_opfamily[i];
+			Oid			optype = index->rd_opcintype[i];
+			Oid			op = get_opfamily_member(opfamily, optype, optype, BTEqualStrategyNumber);
+
+			if (!OidIsValid(op))
+				elog(ERROR, "missing equality operator in operator family %u", opfamily);
+			leaf->eq_procs[i] = get_opcode(op);
+			leaf->collations[i] = index->rd_indcollation[i];
+		}
+		index_close(index, AccessShareLock);
+	}
+	else
+	{
+		for (int i = 0; i < reg->nkeys; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, leaf->match_atts[i] - 1);
+			TypeCacheEntry *tce = lookup_type_cache(att->atttypid, TYPECACHE_EQ_OPR_FINFO);
+
+			if (!OidIsValid(tce->eq_opr_finfo.fn_oid))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_FUNCTION),
+						 errmsg("could not identify an equality operator for type %s",
+								format_type_be(att->atttypid))));
+			fmgr_info_copy(&leaf->eq_finfo[i], &tce->eq_opr_finfo, leaf->mcxt);
+			leaf->collations[i] = att->attcollation;
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+	leaf->valid = true;
+	return leaf;
+}
+
+/* The executor state for changing rows of one leaf, made on first use. */
+typedef struct LeafChange
+{
+	EState	   *estate;
+	ResultRelInfo *rri;
+	EPQState	epqstate;
+	TupleTableSlot *newslot;
+	List	   *residue;		/* {relid, block} pairs of the old versions */
+} LeafChange;
+
+static void
+leaf_change_begin(LeafChange *lc, Relation rel, Snapshot snapshot)
+{
+	RangeTblEntry *rte = makeNode(RangeTblEntry);
+
+	lc->estate = CreateExecutorState();
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = rel->rd_rel->relkind;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(lc->estate, list_make1(rte));
+	lc->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(lc->rri, rel, 1, NULL, 0);
+	lc->estate->es_opened_result_relations =
+		lappend(lc->estate->es_opened_result_relations, lc->rri);
+	lc->estate->es_output_cid = GetCurrentCommandId(true);
+	lc->estate->es_snapshot = snapshot;
+	AfterTriggerBeginQuery();
+	ExecOpenIndices(lc->rri, false);
+	EvalPlanQualInit(&lc->epqstate, lc->estate, NULL, NIL, -1);
+	lc->newslot = ExecInitExtraTupleSlot(lc->estate, RelationGetDescr(rel), &TTSOpsVirtual);
+}
+
+static void
+leaf_change_end(LeafChange *lc)
+{
+	ExecCloseIndices(lc->rri);
+	EvalPlanQualEnd(&lc->epqstate);
+	AfterTriggerEndQuery(lc->estate);
+	ExecResetTupleTable(lc->estate->es_tupleTable, false);
+	FreeExecutorState(lc->estate);
+	lc->estate = NULL;
+}
+
+/* Does the slot's row hold the match values? (sequential scan only) */
+static bool
+row_matches(CopyReg *reg, CopyLeaf *leaf, TupleTableSlot *slot, Datum *match)
+{
+	for (int i = 0; i < reg->nkeys; i++)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, leaf->match_atts[i], &isnull);
+
+		if (isnull || !DatumGetBool(FunctionCall2Coll(&leaf->eq_finfo[i], leaf->collations[i],
+													  d, match[i])))
+			return false;
+	}
+	return true;
+}
+
+/* The old version of a copy row: its block, and the blocks of its TOAST. */
+static void
+copy_row_residue(CopyReg *reg, CopyLeaf *leaf, TupleTableSlot *slot, List **residue)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	int			natts = reg->is_delete ? desc->natts : reg->ncontent;
+
+	*residue = lappend_oid(*residue, slot->tts_tableOid);
+	*residue = lappend_oid(*residue, (Oid) ItemPointerGetBlockNumber(&slot->tts_tid));
+	slot_getallattrs(slot);
+	for (int i = 0; i < natts; i++)
+	{
+		AttrNumber	att = reg->is_delete ? i + 1 : leaf->content_atts[i];
+
+		if (TupleDescAttr(desc, att - 1)->attlen == -1 && !slot->tts_isnull[att - 1] &&
+			VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(slot->tts_values[att - 1])))
+			recall_toast_residue((struct varlena *) DatumGetPointer(slot->tts_values[att - 1]),
+								 residue);
+	}
+}
+
+/* Are the content columns of the slot's row wiped already? */
+static bool
+copy_row_wiped(CopyReg *reg, CopyLeaf *leaf, TupleTableSlot *slot)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+
+	for (int i = 0; i < reg->ncontent; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, leaf->content_atts[i] - 1);
+		bool		isnull;
+		Datum		d = slot_getattr(slot, leaf->content_atts[i], &isnull);
+
+		if (leaf->wiped_null[i] ? !isnull
+			: (isnull || !datum_image_eq(d, leaf->wiped[i], att->attbyval, att->attlen)))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Lock a found row; false if it changed meanwhile (the caller scans again).
+ * The row is then the latest version and ours to change.
+ */
+static bool
+lock_copy_row(Relation rel, TupleTableSlot *slot)
+{
+	TM_FailureData tmfd;
+	TM_Result	res;
+
+	res = table_tuple_lock(rel, &slot->tts_tid, GetActiveSnapshot(), slot,
+						   GetCurrentCommandId(false), LockTupleExclusive,
+						   LockWaitBlock, 0, &tmfd);
+	switch (res)
+	{
+		case TM_Ok:
+			return true;
+		case TM_Updated:
+		case TM_Deleted:
+			return false;
+		case TM_SelfModified:
+			/* changed by this transaction since the scan began: look again */
+			return false;
+		default:
+			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
+	}
+	return false;
+}
+
+/*
+ * Wipe or delete the rows of one leaf of a copy table that match one key.
+ * Returns false to be called again (a row changed under the scan).
+ */
+static bool
+treat_key_in_leaf(CopyReg *reg, CopyLeaf *leaf, Relation rel, Datum *match,
+				  LeafChange *change)
+{
+	Snapshot	snapshot = GetActiveSnapshot();
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc iscan = NULL;
+	TableScanDesc hscan = NULL;
+	Relation	index = NULL;
+	bool		done = true;
+
+	if (OidIsValid(leaf->index))
+	{
+		ScanKeyData skey[INDEX_MAX_KEYS];
+
+		index = index_open(leaf->index, RowExclusiveLock);
+		for (int i = 0; i < reg->nkeys; i++)
+		{
+			ScanKeyInit(&skey[i], i + 1, BTEqualStrategyNumber, leaf->eq_procs[i], match[i]);
+			skey[i].sk_collation = leaf->collations[i];
+		}
+		iscan = index_beginscan(rel, index, snapshot, reg->nkeys, 0);
+		index_rescan(iscan, skey, reg->nkeys, NULL, 0);
+	}
+	else
+		hscan = table_beginscan(rel, snapshot, 0, NULL);
+
+	for (;;)
+	{
+		bool		got = iscan ? index_getnext_slot(iscan, ForwardScanDirection, slot)
+			: table_scan_getnextslot(hscan, ForwardScanDirection, slot);
+
+		if (!got)
+			break;
+		if (hscan && !row_matches(reg, leaf, slot, match))
+			continue;
+		if (!reg->is_delete && copy_row_wiped(reg, leaf, slot))
+			continue;
+		if (!lock_copy_row(rel, slot))
+		{
+			done = false;
+			break;
+		}
+		if (change->estate == NULL)
+			leaf_change_begin(change, rel, snapshot);
+		copy_row_residue(reg, leaf, slot, &change->residue);
+		if (reg->is_delete)
+			ExecSimpleRelationDelete(change->rri, change->estate, &change->epqstate, slot);
+		else
+		{
+			TupleTableSlot *newslot = change->newslot;
+
+			ExecCopySlot(newslot, slot);
+			slot_getallattrs(newslot);
+			for (int i = 0; i < reg->ncontent; i++)
+			{
+				newslot->tts_values[leaf->content_atts[i] - 1] = leaf->wiped[i];
+				newslot->tts_isnull[leaf->content_atts[i] - 1] = leaf->wiped_null[i];
+			}
+			ExecSimpleRelationUpdate(change->rri, change->estate, &change->epqstate,
+									 slot, newslot);
+		}
+	}
+	if (iscan)
+	{
+		index_endscan(iscan);
+		index_close(index, NoLock);
+	}
+	else
+		table_endscan(hscan);
+	ExecDropSingleTupleTableSlot(slot);
+	return done;
+}
+
+/* Record the residue of the changed copy rows for the purge. */
+static void
+queue_residue(List *residue)
+{
+	while (residue != NIL)
+	{
+		Oid			relid = linitial_oid(residue);
+		List	   *rest = NIL;
+		Datum	   *blocks = palloc(sizeof(Datum) * list_length(residue));
+		int			n = 0;
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		for (int i = 0; i + 1 < list_length(residue); i += 2)
+		{
+			if (list_nth_oid(residue, i) == relid)
+				blocks[n++] = ObjectIdGetDatum(list_nth_oid(residue, i + 1));
+			else
+			{
+				rest = lappend_oid(rest, list_nth_oid(residue, i));
+				rest = lappend_oid(rest, list_nth_oid(residue, i + 1));
+			}
+		}
+		values[0] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+		values[1] = ObjectIdGetDatum(relid);
+		values[2] = PointerGetDatum(construct_array(blocks, n, OIDOID, sizeof(Oid), true,
+													TYPALIGN_INT));
+		recall_log_append(RECALL_LOG_PURGE_QUEUE, values, nulls, 3);
+		residue = rest;
+	}
+}
+
+/* The leaf relations of a table (itself when it is not partitioned). */
+static List *
+leaves_of(Oid relid, LOCKMODE lockmode)
+{
+	List	   *leaves = NIL;
+	ListCell   *lc;
+
+	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+		return list_make1_oid(relid);
+	foreach(lc, find_all_inheritors(relid, lockmode, NULL))
+		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_RELATION)
+			leaves = lappend_oid(leaves, lfirst_oid(lc));
+	return leaves;
+}
+
+/* Wipe or delete the copies, registered by reg, of the given keys. */
+static void
+treat_copies(CopyReg *reg, List *keys)
+{
+	RecallBecome become;
+	ListCell   *lc;
+	Datum	   *match = palloc(sizeof(Datum) * reg->nkeys);
+
+	/* as the copy table's owner: its triggers run with its rights, no more */
+	recall_become(reg->copy_owner, SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS,
+				  true, &become);
+	foreach(lc, leaves_of(reg->copy, RowExclusiveLock))
+	{
+		Relation	rel = table_open(lfirst_oid(lc), RowExclusiveLock);
+		CopyLeaf   *leaf = copy_leaf(reg, rel);
+		LeafChange	change;
+		ListCell   *kc;
+
+		memset(&change, 0, sizeof(change));
+		foreach(kc, keys)
+		{
+			Datum	   *key = (Datum *) lfirst(kc);
+
+			if (!convert_values(reg->nkeys, key, reg->key_types, reg->match_types, match))
+				continue;
+			/* a row that changed under the scan is looked up again */
+			for (int tries = 0;; tries++)
+			{
+				if (treat_key_in_leaf(reg, leaf, rel, match, &change))
+					break;
+				CHECK_FOR_INTERRUPTS();
+				CommandCounterIncrement();
+				PopActiveSnapshot();
+				PushActiveSnapshot(GetLatestSnapshot());
+			}
+		}
+		if (change.estate != NULL)
+			leaf_change_end(&change);
+		if (change.residue != NIL)
+			queue_residue(change.residue);
+		table_close(rel, NoLock);
+	}
+	recall_unbecome(&become);
+}
+
+/*
+ * Queue the copies of a message just recalled, for the end of its
+ * statement.  Called by the guard, for tables with copies.
+ */
+void
+recall_queue_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
+{
+	Snapshot	statement = ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
+	SubTransactionId subid = GetCurrentSubTransactionId();
+	PendingCopies *p = NULL;
+	ListCell   *lc;
+	MemoryContext oldcxt;
+	Datum	   *key;
+
+	foreach(lc, pending_copies)
+	{
+		PendingCopies *q = (PendingCopies *) lfirst(lc);
+
+		if (q->statement == statement && q->root_relid == cfg->root_relid && q->subid == subid)
+		{
+			p = q;
+			break;
+		}
+	}
+	oldcxt = MemoryContextSwitchTo(TopTransactionContext);
+	if (p == NULL)
+	{
+		p = palloc0(sizeof(PendingCopies));
+		p->statement = statement;
+		p->root_relid = cfg->root_relid;
+		p->subid = subid;
+		p->nkeys = cfg->nkeys;
+		p->typlens = palloc(sizeof(int16) * cfg->nkeys);
+		p->typbyvals = palloc(sizeof(bool) * cfg->nkeys);
+		for (int i = 0; i < cfg->nkeys; i++)
+			get_typlenbyval(cfg->key_types[i], &p->typlens[i], &p->typbyvals[i]);
+		pending_copies = lappend(pending_copies, p);
+	}
+	key = palloc(sizeof(Datum) * cfg->nkeys);
+	for (int i = 0; i < cfg->nkeys; i++)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, cfg->key_attnums[i], tupdesc, &isnull);
+
+		key[i] = isnull ? (Datum) 0 : datumCopy(d, p->typbyvals[i], p->typlens[i]);
+	}
+	p->keys = lappend(p->keys, key);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Wipe the copies queued by the statement whose snapshot this is. */
+static void
+flush_copies(Snapshot statement)
+{
+	List	   *mine = NIL;
+	List	   *rest = NIL;
+	ListCell   *lc;
+
+	foreach(lc, pending_copies)
+	{
+		PendingCopies *p = (PendingCopies *) lfirst(lc);
+
+		if (p->statement == statement)
+			mine = lappend(mine, p);
+		else
+			rest = lappend(rest, p);
+	}
+	if (mine == NIL)
+		return;
+	pending_copies = rest;
+
+	/* what the statement wrote is visible from here on */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetLatestSnapshot());
+	recall_in_copy_wipe++;
+	PG_TRY();
+	{
+		foreach(lc, mine)
+		{
+			PendingCopies *p = (PendingCopies *) lfirst(lc);
+			CopyEntry  *entry = copy_entry(p->root_relid);
+			ListCell   *rc;
+
+			foreach(rc, entry->as_tbl)
+			{
+				treat_copies((CopyReg *) lfirst(rc), p->keys);
+				/* the next registration sees these changes */
+				CommandCounterIncrement();
+				PopActiveSnapshot();
+				PushActiveSnapshot(GetLatestSnapshot());
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		recall_in_copy_wipe--;
+	}
+	PG_END_TRY();
+	PopActiveSnapshot();
+}
+
+/* ExecutorFinish: the statement's copies, then what comes after it. */
+static void
+copies_ExecutorFinish(QueryDesc *queryDesc)
+{
+	if (pending_copies != NIL)
+		flush_copies(queryDesc->snapshot);
+	if (prev_ExecutorFinish)
+		prev_ExecutorFinish(queryDesc);
+	else
+		standard_ExecutorFinish(queryDesc);
+}
+
+/*
+ * Copies still queued at commit belong to a statement that ended without
+ * ExecutorFinish, which should not happen: refuse to commit rather than
+ * keep recalled text.
+ */
+static void
+copies_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (pending_copies != NIL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INTERNAL_ERROR),
+						 errmsg("copies of recalled messages were not wiped at the end of their statement")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pending_copies = NIL;	/* its memory goes with the transaction */
+			recall_in_copy_wipe = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/* Drop what an aborted subtransaction queued; hand the rest to the parent. */
+static void
+copies_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		foreach(lc, pending_copies)
+		{
+			PendingCopies *p = (PendingCopies *) lfirst(lc);
+
+			if (p->subid == mySubid)
+				pending_copies = foreach_delete_current(pending_copies, lc);
+		}
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		foreach(lc, pending_copies)
+		{
+			PendingCopies *p = (PendingCopies *) lfirst(lc);
+
+			if (p->subid == mySubid)
+				p->subid = parentSubid;
+		}
+	}
+}
+
+/* Install the hook and callbacks; called from _PG_init. */
+void
+recall_copies_init(void)
+{
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = copies_ExecutorFinish;
+	RegisterXactCallback(copies_xact_callback, NULL);
+	RegisterSubXactCallback(copies_subxact_callback, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * Guards on copy tables
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Prepare the checks: the message's row, locked FOR SHARE so that a recall
+ * in flight is waited for (and a recall that comes later waits for this
+ * copy, then wipes it); else its recall in recall.events, once deleted.
+ * Parameters are of the key's own types (converted in C), so that the
+ * statements hold no cast; search_path is pinned when they run.
+ */
+static void
+prepare_check_plans(CopyReg *reg)
+{
+	StringInfoData sql;
+	Oid			argtypes[3] = {REGCLASSOID, INT8OID, JSONBOID};
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT recalled_at IS NOT NULL FROM %s WHERE ", reg->tbl_name);
+	for (int i = 0; i < reg->nkeys; i++)
+		appendStringInfo(&sql, "%s%s OPERATOR(pg_catalog.=) $%d", i > 0 ? " AND " : "",
+						 quote_identifier(reg->key_names[i]), i + 1);
+	appendStringInfoString(&sql, " FOR SHARE");
+	reg->lock_plan = recall_prepare_kept(sql.data, reg->nkeys, reg->key_types);
+
+	reg->check_plan = recall_prepare_kept("SELECT EXISTS (SELECT FROM recall.events e"
+										  " WHERE e.tbl OPERATOR(pg_catalog.=) $1"
+										  " AND e.key_hash OPERATOR(pg_catalog.=) $2"
+										  " AND e.pk OPERATOR(pg_catalog.=) $3)",
+										  3, argtypes);
+}
+
 /*
  * Does the row tup of the copy table point at a recalled message of reg's
- * table?  False when a match column is null.
+ * table?  False when a match column is null or holds no key value.
  */
 static bool
 points_at_recalled(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 {
-	Datum	   *args = palloc(sizeof(Datum) * (reg->nkeys + 1));
+	Datum	   *match = palloc(sizeof(Datum) * reg->nkeys);
+	Datum	   *key = palloc(sizeof(Datum) * reg->nkeys);
+	bool	   *nulls = palloc0(sizeof(bool) * reg->nkeys);
 	RecallBecome become;
 	bool		isnull;
-	bool		recalled;
+	bool		recalled = false;
+	bool		found;
+	int			ret;
 
 	for (int i = 0; i < reg->nkeys; i++)
 	{
 		int			att = SPI_fnumber(tupdesc, reg->match_names[i]);
 
 		if (att <= 0)
-			return false;
-		args[i] = heap_getattr(tup, att, tupdesc, &isnull);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of copy table \"%s\" does not exist",
+							reg->match_names[i], get_rel_name(reg->copy)),
+					 errhint("Register the copy again with recall.drop_copy() and recall.add_copy().")));
+		match[i] = heap_getattr(tup, att, tupdesc, &isnull);
 		if (isnull)
 			return false;
 	}
-	args[reg->nkeys] = ObjectIdGetDatum(reg->tbl);
+	if (!convert_values(reg->nkeys, match, reg->match_types, reg->key_types, key))
+		return false;
 
-	/* the logs are the extension owner's to read; a fixed path keeps plans */
-	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, true, &become);
+	/* the message table is its owner's to read, with nothing of theirs run as us */
+	recall_become(reg->tbl_owner, SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS,
+				  true, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (memcmp(reg->match_types, reg->key_types, sizeof(Oid) * reg->nkeys) == 0)
-		recalled = run_checks(reg, args);
-	else
-		recalled = run_checks_guarded(reg, args);
+	if (reg->lock_plan == NULL || reg->check_plan == NULL)
+		prepare_check_plans(reg);
+	ret = SPI_execute_plan(reg->lock_plan, key, NULL, false, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "checking a copy's message failed: %s", SPI_result_code_string(ret));
+	found = (SPI_processed == 1);
+	if (found)
+		recalled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  1, &isnull));
 	SPI_finish();
 	recall_unbecome(&become);
+	if (found)
+		return recalled;
+
+	/* deleted: its recall is in the log (the extension's to read) */
+	{
+		Jsonb	   *pk = recall_key_jsonb(reg->nkeys, reg->key_names, reg->key_types, key, nulls);
+		Datum		args[3];
+
+		args[0] = ObjectIdGetDatum(reg->tbl);
+		args[1] = Int64GetDatum(recall_key_hash(pk));
+		args[2] = JsonbPGetDatum(pk);
+		recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, true, &become);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		ret = SPI_execute_plan(reg->check_plan, args, NULL, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "checking a copy's message failed: %s", SPI_result_code_string(ret));
+		recalled = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  1, &isnull));
+		SPI_finish();
+		recall_unbecome(&become);
+	}
 	return recalled;
 }
 
@@ -604,28 +1218,38 @@ copy_regs_for(Relation rel)
 
 /* Set a row's copied content to its wiped values. */
 static HeapTuple
-wipe_copy_row(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
+wipe_copy_row(CopyReg *reg, Relation rel, HeapTuple tup)
 {
+	CopyLeaf   *leaf = copy_leaf(reg, rel);
 	int		   *cols = palloc(sizeof(int) * reg->ncontent);
-	Datum	   *values = palloc(sizeof(Datum) * reg->ncontent);
-	bool	   *nulls = palloc(sizeof(bool) * reg->ncontent);
-	int			n = 0;
 
 	for (int i = 0; i < reg->ncontent; i++)
-	{
-		int			att = SPI_fnumber(tupdesc, reg->content_names[i]);
-		Form_pg_attribute attr;
+		cols[i] = leaf->content_atts[i];
+	return heap_modify_tuple_by_cols(tup, RelationGetDescr(rel), reg->ncontent, cols,
+									 leaf->wiped, leaf->wiped_null);
+}
 
-		if (att <= 0)
-			continue;
-		attr = TupleDescAttr(tupdesc, att - 1);
-		cols[n] = att;
-		nulls[n] = (reg->wiped[i] == NULL);
-		values[n] = reg->wiped[i] == NULL ? (Datum) 0
-			: recall_datum_from_text(reg->wiped[i], attr->atttypid, attr->atttypmod);
-		n++;
-	}
-	return heap_modify_tuple_by_cols(tup, tupdesc, n, cols, values, nulls);
+/* Delete a copy row just updated (a 'delete' copy that now points at a recall). */
+static void
+delete_copy_row(CopyReg *reg, Relation rel, HeapTuple tup)
+{
+	Oid			argtypes[1] = {TIDOID};
+	Datum		args[1];
+	RecallBecome become;
+	int			ret;
+
+	args[0] = PointerGetDatum(&tup->t_self);
+	recall_become(reg->copy_owner, SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS,
+				  true, &become);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) $1",
+										 qualified_name(RelationGetRelid(rel))),
+								1, argtypes, args, NULL, false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "deleting a copy failed: %s", SPI_result_code_string(ret));
+	SPI_finish();
+	recall_unbecome(&become);
 }
 
 /*
@@ -641,6 +1265,7 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 	HeapTuple	tup;
 	ListCell   *lc;
 	bool		before;
+	bool		is_update;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -655,56 +1280,39 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 				 errmsg("function \"%s\" must be fired FOR EACH ROW on INSERT or UPDATE",
 						"recall.copy_guard_trigger")));
 
+	before = TRIGGER_FIRED_BEFORE(trigdata->tg_event);
+	is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);
+	tup = is_update ? trigdata->tg_newtuple : trigdata->tg_trigtuple;
+
 	/* the recall's own wipe of its copies needs no second look */
-	if (recall_in_copy_wipe)
-		return TRIGGER_FIRED_BEFORE(trigdata->tg_event)
-			? PointerGetDatum(trigdata->tg_newtuple) : PointerGetDatum(NULL);
+	if (recall_in_copy_wipe > 0)
+		return before ? PointerGetDatum(tup) : PointerGetDatum(NULL);
 
 	rel = trigdata->tg_relation;
 	tupdesc = RelationGetDescr(rel);
-	before = TRIGGER_FIRED_BEFORE(trigdata->tg_event);
-	tup = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ? trigdata->tg_newtuple
-		: trigdata->tg_trigtuple;
 
 	foreach(lc, copy_regs_for(rel))
 	{
 		CopyReg    *reg = (CopyReg *) lfirst(lc);
 
 		/* an UPDATE that leaves match and content alone (a flag) changes nothing */
-		if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-			copy_row_unchanged(reg, trigdata->tg_trigtuple, tup, tupdesc))
+		if (is_update && copy_row_unchanged(reg, trigdata->tg_trigtuple, tup, tupdesc))
 			continue;
 
 		if (before)
 		{
 			/* an updated row of a 'delete' copy goes after the update */
-			if (reg->is_delete && TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+			if (reg->is_delete && is_update)
 				continue;
 			if (!points_at_recalled(reg, tup, tupdesc))
 				continue;
 			if (reg->is_delete)
 				return PointerGetDatum(NULL);	/* the insert is skipped */
-			tup = wipe_copy_row(reg, tup, tupdesc);
+			tup = wipe_copy_row(reg, rel, tup);
 		}
-		else if (reg->is_delete && TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) &&
-				 points_at_recalled(reg, tup, tupdesc))
+		else if (reg->is_delete && is_update && points_at_recalled(reg, tup, tupdesc))
 		{
-			Oid			argtypes[1] = {TIDOID};
-			Datum		args[1];
-			RecallBecome become;
-			int			ret;
-
-			args[0] = PointerGetDatum(&tup->t_self);
-			recall_become(reg->tbl_owner, SECURITY_NOFORCE_RLS, false, &become);
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			ret = SPI_execute_with_args(psprintf("DELETE FROM %s WHERE ctid OPERATOR(pg_catalog.=) $1",
-												 qualified_name(RelationGetRelid(rel))),
-										1, argtypes, args, NULL, false, 0);
-			if (ret != SPI_OK_DELETE)
-				elog(ERROR, "deleting a copy failed: %s", SPI_result_code_string(ret));
-			SPI_finish();
-			recall_unbecome(&become);
+			delete_copy_row(reg, rel, tup);
 			break;
 		}
 	}
@@ -740,7 +1348,6 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Oid			argtypes[1] = {JSONBOID};
 	uint64		n;
-	bool		save_in_copy_wipe = recall_in_copy_wipe;
 
 	if (!recall_is_owner(tbl, GetUserId()) || !recall_is_owner(copy, GetUserId()))
 		ereport(ERROR,
@@ -766,7 +1373,7 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 						get_rel_name(tbl), get_rel_name(copy))));
 
 	/* the keys of recalled messages since deleted, from the log */
-	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, false, &become);
+	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, true, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	{
@@ -812,13 +1419,21 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 		appendStringInfoString(&sql, cond.data);
 	}
 
-	/* as in a recall: the owner of tbl, row-level security not forced */
-	recall_become(reg->tbl_owner, SECURITY_NOFORCE_RLS, true, &become);
+	/* as in a recall: the copy table's owner, row-level security not forced */
+	recall_become(reg->copy_owner, SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS,
+				  true, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	recall_in_copy_wipe = true;
-	ret = SPI_execute_with_args(sql.data, 1, argtypes, &pks, NULL, false, 0);
-	recall_in_copy_wipe = save_in_copy_wipe;
+	recall_in_copy_wipe++;
+	PG_TRY();
+	{
+		ret = SPI_execute_with_args(sql.data, 1, argtypes, &pks, NULL, false, 0);
+	}
+	PG_FINALLY();
+	{
+		recall_in_copy_wipe--;
+	}
+	PG_END_TRY();
 	if (ret != SPI_OK_UPDATE && ret != SPI_OK_DELETE)
 		elog(ERROR, "treating existing copies failed: %s", SPI_result_code_string(ret));
 	n = SPI_processed;

@@ -1,57 +1,70 @@
 /*-------------------------------------------------------------------------
  *
  * events.c
- *	  The recall's event row, audit row and notification.
+ *	  What a recall leaves for others: its event row, its audit row, its
+ *	  notification, and the location of the bytes it leaves behind.
  *
- * "~recall_event" (AFTER UPDATE row, WHEN the NULL -> non-NULL transition
- * of recalled_at, so nothing is queued for other updates) appends one row
- * to recall.events per recalled message, and one to recall.audit when
- * admin power was used.  Both are written as the extension's owner: the
- * application needs no privilege on them.
- *
- * "~recall_notify" (AFTER UPDATE statement) sends one notification per
- * statement: the single form for one message, the bulk form for several
- * or for a payload that would not fit.  Rows recalled by a statement that
- * fires no statement trigger of the enabled table (an UPDATE aimed at one
- * partition) are notified at pre-commit.
+ * Called by the guard (guard.c) for each row it recalls, in the recall's
+ * own statement:
+ *	- one row in recall.events (log_writer.c), naming the message by its
+ *	  canonical key (key_json.c), with the statement it belongs to
+ *	  (dispatch_group: the command id of the statement's snapshot) and the
+ *	  residue: the block of the pre-recall version and the blocks of its
+ *	  out-of-line content, for the purge;
+ *	- one row in recall.audit when admin power was used;
+ *	- the message's copies, queued for the end of the statement (copies.c);
+ *	- without the background dispatcher, one notification per statement and
+ *	  table, sent at pre-commit (single form for one message, bulk form
+ *	  otherwise); with it, the dispatcher sends them after commit, and the
+ *	  commit only wakes it.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
+#include "access/genam.h"
 #include "access/htup_details.h"
-#include "access/xact.h"
-#include "utils/jsonb.h"
-#include "utils/xid8.h"
-#include "utils/uuid.h"
-#include "utils/inval.h"
-#include "commands/sequence.h"
-#include "catalog/namespace.h"
-#include "catalog/indexing.h"
-#include "catalog/dependency.h"
 #include "access/table.h"
+#include "access/toast_internals.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/async.h"
-#include "commands/trigger.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "storage/itemptr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datetime.h"
-#include "utils/json.h"
-#include "utils/lsyscache.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "pg_recall.h"
 
-PG_FUNCTION_INFO_V1(recall_event_trigger);
-PG_FUNCTION_INFO_V1(recall_notify_trigger);
+/* Columns of recall.events, in order. */
+enum
+{
+	EV_SEQ, EV_XID, EV_TBL, EV_PK, EV_CONVERSATION, EV_ACTOR, EV_DB_ROLE,
+	EV_REASON, EV_PRIVILEGED, EV_RECALLED_AT, EV_DISPATCH_GROUP, EV_KEY_HASH,
+	EV_RESIDUE, EV_NATTS
+};
 
-/* Events of one table not yet notified, per subtransaction. */
+/* Columns of recall.audit, in order. */
+enum
+{
+	AU_AT, AU_XID, AU_ACTION, AU_TBL, AU_PK, AU_ACTOR, AU_DB_ROLE, AU_REASON,
+	AU_NATTS
+};
+
+/* Events of one table and statement not yet notified, per subtransaction. */
 typedef struct PendingNotify
 {
 	Oid			root_relid;
+	int32		group;
 	SubTransactionId subid;
 	char	   *channel;
 	char	   *table_name;
@@ -63,174 +76,142 @@ typedef struct PendingNotify
 
 /* in TopTransactionContext; reset at transaction end */
 static List *pending = NIL;
-
-/*
- * With the background dispatcher, events of one statement share a
- * dispatch group (numbered per transaction), so that it can send one
- * notification per statement after commit.
- */
-static int32 dispatch_group = 1;
-static bool group_has_events = false;
 static bool xact_has_events = false;
 
-/* The audit INSERT, prepared once per backend and kept. */
-static SPIPlanPtr audit_plan = NULL;
-
-/* Fixed parameters of the event plan; the key values follow. */
-#define EVENT_FIXED_PARAMS 8
-
-/*
- * Prepare the event INSERT of cfg's relation.  The key is made jsonb by
- * jsonb_build_object from the key's own types, as the copy guards do, so
- * that both spell a key the same way.
- */
-static SPIPlanPtr
-prepare_event_plan(RecallTable *cfg)
-{
-	StringInfoData sql;
-	Oid		   *argtypes = palloc(sizeof(Oid) * (EVENT_FIXED_PARAMS + cfg->nkeys));
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql,
-						   "INSERT INTO recall.events (xid, tbl, pk, conversation, actor,"
-						   " db_role, reason, privileged, recalled_at, dispatch_group)"
-						   " VALUES (pg_catalog.pg_current_xact_id(), $1, ");
-	recall_append_key_object(&sql, cfg->key_names, cfg->nkeys, EVENT_FIXED_PARAMS + 1, NULL);
-	appendStringInfoString(&sql, ", $2, $3, $4, $5, $6, $7, $8) RETURNING seq, pk");
-
-	argtypes[0] = REGCLASSOID;
-	argtypes[1] = TEXTOID;
-	argtypes[2] = TEXTOID;
-	argtypes[3] = NAMEOID;
-	argtypes[4] = TEXTOID;
-	argtypes[5] = BOOLOID;
-	argtypes[6] = TIMESTAMPTZOID;
-	argtypes[7] = INT4OID;
-	for (int i = 0; i < cfg->nkeys; i++)
-		argtypes[EVENT_FIXED_PARAMS + i] = cfg->key_types[i];
-	return recall_prepare_kept(sql.data, EVENT_FIXED_PARAMS + cfg->nkeys, argtypes);
-}
-
-/*
- * The event log's relation and its seq sequence, looked up once: the
- * common recall writes its event row directly (heap and indexes), without
- * the executor start-up of an SPI INSERT.  Reset when the relation is
- * invalidated (the extension dropped and created again).
- */
-static Oid	events_relid = InvalidOid;
-static Oid	events_seqid = InvalidOid;
+/* The name of the current role, looked up once per role. */
+static Oid	role_name_oid = InvalidOid;
+static NameData role_name;
 
 static void
-events_relcache_callback(Datum arg, Oid relid)
+role_name_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
-	if (relid == InvalidOid || relid == events_relid)
+	role_name_oid = InvalidOid;
+}
+
+static Datum
+current_role_name(void)
+{
+	Oid			uid = GetUserId();
+
+	if (uid != role_name_oid)
 	{
-		events_relid = InvalidOid;
-		events_seqid = InvalidOid;
+		namestrcpy(&role_name, GetUserNameFromId(uid, false));
+		role_name_oid = uid;
 	}
+	return NameGetDatum(&role_name);
 }
 
 /*
- * The key of a row as jsonb, spelled as jsonb_build_object would spell it,
- * for key types whose JSON form is plain (numbers, booleans, strings);
- * NULL for other types, which take the SPI path.
+ * The statement a row belongs to: inside a trigger, the active snapshot is
+ * the executing statement's own (a nested statement pushes and pops its
+ * own), and its command id differs from every other statement's of the
+ * transaction that wrote anything.
+ */
+int32
+recall_statement_group(void)
+{
+	if (ActiveSnapshotSet())
+		return (int32) GetActiveSnapshot()->curcid;
+	return (int32) GetCurrentCommandId(false);
+}
+
+/* Append {relid, block} to a residue list unless it is the last pair. */
+static void
+residue_add(List **residue, Oid relid, BlockNumber block)
+{
+	int			n = list_length(*residue);
+
+	if (n >= 2 && list_nth_oid(*residue, n - 2) == relid &&
+		list_nth_oid(*residue, n - 1) == (Oid) block)
+		return;
+	*residue = lappend_oid(*residue, relid);
+	*residue = lappend_oid(*residue, (Oid) block);
+}
+
+/*
+ * The blocks of the TOAST relation that hold the chunks of an out-of-line
+ * value.  SnapshotAny: the chunks of a value are found whatever their
+ * state, so that the purge visits them even if a VACUUM pruned them first.
+ */
+void
+recall_toast_residue(struct varlena *attr, List **residue)
+{
+	struct varatt_external toast_pointer;
+	Relation	toastrel;
+	Relation   *toastidxs;
+	int			num_indexes;
+	int			validIndex;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	ttup;
+	BlockNumber last = InvalidBlockNumber;
+
+	VARATT_EXTERNAL_GET_POINTER(toast_pointer, attr);
+	toastrel = table_open(toast_pointer.va_toastrelid, AccessShareLock);
+	validIndex = toast_open_indexes(toastrel, AccessShareLock, &toastidxs, &num_indexes);
+	ScanKeyInit(&key, (AttrNumber) 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(toast_pointer.va_valueid));
+	scan = systable_beginscan_ordered(toastrel, toastidxs[validIndex], SnapshotAny, 1, &key);
+	while ((ttup = systable_getnext_ordered(scan, ForwardScanDirection)) != NULL)
+	{
+		BlockNumber block = ItemPointerGetBlockNumber(&ttup->t_self);
+
+		if (block != last)
+			residue_add(residue, toast_pointer.va_toastrelid, block);
+		last = block;
+	}
+	systable_endscan_ordered(scan);
+	toast_close_indexes(toastidxs, num_indexes, AccessShareLock);
+	table_close(toastrel, AccessShareLock);
+}
+
+/*
+ * Where the pre-recall version's bytes are: its own block, and the blocks
+ * of its content stored out of line.
  */
 static Datum
-key_jsonb(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc, bool *ok)
+residue_of(RecallTable *cfg, Relation rel, HeapTuple oldtup)
 {
-	StringInfoData buf;
+	List	   *residue = NIL;
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	Datum	   *elems;
+	int			n = 0;
+	ListCell   *lc;
 
-	*ok = false;
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '{');
-	for (int i = 0; i < cfg->nkeys; i++)
+	residue_add(&residue, RelationGetRelid(rel), ItemPointerGetBlockNumber(&oldtup->t_self));
+	for (int i = 0; i < cfg->ncontent; i++)
 	{
 		bool		isnull;
-		Datum		d = heap_getattr(tup, cfg->key_attnums[i], tupdesc, &isnull);
-		Oid			typid = cfg->key_types[i];
+		Datum		d;
 
-		if (i > 0)
-			appendStringInfoChar(&buf, ',');
-		escape_json(&buf, cfg->key_names[i]);
-		appendStringInfoChar(&buf, ':');
-		if (isnull)
-			appendStringInfoString(&buf, "null");
-		else if (typid == INT2OID)
-			appendStringInfo(&buf, "%d", (int) DatumGetInt16(d));
-		else if (typid == INT4OID)
-			appendStringInfo(&buf, "%d", DatumGetInt32(d));
-		else if (typid == INT8OID)
-			appendStringInfo(&buf, INT64_FORMAT, DatumGetInt64(d));
-		else if (typid == BOOLOID)
-			appendStringInfoString(&buf, DatumGetBool(d) ? "true" : "false");
-		else if (typid == TEXTOID || typid == VARCHAROID)
-			escape_json(&buf, TextDatumGetCString(d));
-		else if (typid == UUIDOID)
-			escape_json(&buf, DatumGetCString(DirectFunctionCall1(uuid_out, d)));
-		else
-			return (Datum) 0;
+		if (cfg->content[i].typlen != -1)
+			continue;
+		d = heap_getattr(oldtup, cfg->content[i].attnum, tupdesc, &isnull);
+		if (!isnull && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(d)))
+			recall_toast_residue((struct varlena *) DatumGetPointer(d), &residue);
 	}
-	appendStringInfoChar(&buf, '}');
-	*ok = true;
-	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+	elems = palloc(sizeof(Datum) * list_length(residue));
+	foreach(lc, residue)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 }
 
-/*
- * Write the event row directly.  values[] are the event plan's parameters
- * (EVENT_FIXED_PARAMS first); returns its seq.
- */
-static int64
-insert_event_direct(Datum pk, Datum *values, char *nulls)
+/* The key of a row as the canonical jsonb. */
+Jsonb *
+recall_row_key(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc)
 {
-	Relation	rel;
-	HeapTuple	tup;
-	Datum		cols[13];
-	bool		colnulls[13];
-	int64		seq;
+	Datum	   *values = palloc(sizeof(Datum) * cfg->nkeys);
+	bool	   *nulls = palloc(sizeof(bool) * cfg->nkeys);
 
-	if (!OidIsValid(events_relid))
-	{
-		Oid			relid = get_relname_relid("events", get_namespace_oid("recall", false));
-
-		if (!OidIsValid(relid))
-			elog(ERROR, "relation recall.events does not exist");
-		events_seqid = getIdentitySequence(relid, 1, false);
-		events_relid = relid;
-	}
-	rel = table_open(events_relid, RowExclusiveLock);
-	if (RelationGetDescr(rel)->natts != 13)
-		elog(ERROR, "recall.events has %d columns, expected 13", RelationGetDescr(rel)->natts);
-
-	seq = nextval_internal(events_seqid, false);
-	memset(colnulls, false, sizeof(colnulls));
-	cols[0] = Int64GetDatum(seq);
-	cols[1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-	cols[2] = values[0];		/* tbl */
-	cols[3] = pk;
-	cols[4] = values[1];		/* conversation */
-	colnulls[4] = (nulls[1] == 'n');
-	cols[5] = values[2];		/* actor */
-	cols[6] = values[3];		/* db_role */
-	cols[7] = values[4];		/* reason */
-	colnulls[7] = (nulls[4] == 'n');
-	cols[8] = values[5];		/* privileged */
-	cols[9] = values[6];		/* recalled_at */
-	cols[10] = values[7];		/* dispatch_group */
-	colnulls[10] = (nulls[7] == 'n');
-	colnulls[11] = true;
-	colnulls[12] = true;
-
-	tup = heap_form_tuple(RelationGetDescr(rel), cols, colnulls);
-	/* heap insert plus index entries (plain column indexes only) */
-	CatalogTupleInsert(rel, tup);
-	heap_freetuple(tup);
-	table_close(rel, NoLock);
-	return seq;
+	for (int i = 0; i < cfg->nkeys; i++)
+		values[i] = heap_getattr(tup, cfg->key_attnums[i], tupdesc, &nulls[i]);
+	return recall_key_jsonb(cfg->nkeys, cfg->key_names, cfg->key_types, values, nulls);
 }
 
-/* Remember an event for the statement's notification. */
+/* Remember an event for its statement's notification (no dispatcher). */
 static void
-pending_add(RecallTable *cfg, int64 seq, const char *payload)
+pending_add(RecallTable *cfg, int32 group, int64 seq, Jsonb *pk, const char *conversation,
+			TimestampTz at)
 {
 	SubTransactionId subid = GetCurrentSubTransactionId();
 	PendingNotify *p = NULL;
@@ -241,7 +222,7 @@ pending_add(RecallTable *cfg, int64 seq, const char *payload)
 	{
 		PendingNotify *q = (PendingNotify *) lfirst(lc);
 
-		if (q->root_relid == cfg->root_relid && q->subid == subid)
+		if (q->root_relid == cfg->root_relid && q->group == group && q->subid == subid)
 		{
 			p = q;
 			break;
@@ -253,12 +234,15 @@ pending_add(RecallTable *cfg, int64 seq, const char *payload)
 	{
 		p = palloc0(sizeof(PendingNotify));
 		p->root_relid = cfg->root_relid;
+		p->group = group;
 		p->subid = subid;
 		p->channel = pstrdup(cfg->channel);
 		p->table_name = pstrdup(cfg->qualified_name);
 		p->first_seq = seq;
 		p->last_seq = seq;
-		p->single_payload = pstrdup(payload);
+		p->single_payload = recall_single_payload(cfg->qualified_name,
+												  recall_jsonb_compact(pk),
+												  conversation, seq, at);
 		pending = lappend(pending, p);
 	}
 	else if (p->single_payload != NULL)
@@ -272,35 +256,29 @@ pending_add(RecallTable *cfg, int64 seq, const char *payload)
 	MemoryContextSwitchTo(oldcxt);
 }
 
-/* Send the notifications of pending events of one table, or of all. */
+/*
+ * Send the notifications of every pending statement, in the order the
+ * statements recalled; events of one statement and table that committed
+ * subtransactions split are merged again.
+ */
 static void
-pending_flush(Oid root_relid)
+pending_flush(void)
 {
-	/* the statement is over: the next one's events form a new group */
-	if (group_has_events)
-	{
-		dispatch_group++;
-		group_has_events = false;
-	}
 	while (pending != NIL)
 	{
-		PendingNotify *head = NULL;
+		PendingNotify *head = (PendingNotify *) linitial(pending);
 		int64		count = 0;
 		int64		first = 0;
 		int64		last = 0;
 		const char *single = NULL;
 		List	   *rest = NIL;
 		ListCell   *lc;
-		MemoryContext oldcxt;
 
-		/* merge every entry of the first matching table */
 		foreach(lc, pending)
 		{
 			PendingNotify *p = (PendingNotify *) lfirst(lc);
 
-			if (head == NULL && (root_relid == InvalidOid || p->root_relid == root_relid))
-				head = p;
-			if (head != NULL && p->root_relid == head->root_relid)
+			if (p->root_relid == head->root_relid && p->group == head->group)
 			{
 				first = count ? Min(first, p->first_seq) : p->first_seq;
 				last = count ? Max(last, p->last_seq) : p->last_seq;
@@ -308,14 +286,8 @@ pending_flush(Oid root_relid)
 				single = p->single_payload;
 			}
 			else
-			{
-				oldcxt = MemoryContextSwitchTo(TopTransactionContext);
 				rest = lappend(rest, p);
-				MemoryContextSwitchTo(oldcxt);
-			}
 		}
-		if (head == NULL)
-			return;
 		pending = rest;
 
 		if (count == 1 && single != NULL && strlen(single) < RECALL_PAYLOAD_MAX)
@@ -326,7 +298,79 @@ pending_flush(Oid root_relid)
 	}
 }
 
-/* Forget pending events at transaction end; send leftovers at pre-commit. */
+/* Write the audit row of a recall made with admin power. */
+static void
+write_audit(RecallTable *cfg, Jsonb *pk, RecallStamp *stamp, Datum role)
+{
+	Datum		values[AU_NATTS];
+	bool		nulls[AU_NATTS];
+
+	memset(nulls, false, sizeof(nulls));
+	values[AU_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[AU_XID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[AU_ACTION] = CStringGetTextDatum("recall");
+	values[AU_TBL] = ObjectIdGetDatum(cfg->root_relid);
+	values[AU_PK] = JsonbPGetDatum(pk);
+	values[AU_ACTOR] = CStringGetTextDatum(stamp->actor);
+	values[AU_DB_ROLE] = role;
+	values[AU_REASON] = CStringGetTextDatum(stamp->reason);
+	recall_log_append(RECALL_LOG_AUDIT, values, nulls, AU_NATTS);
+}
+
+/*
+ * Log the recall of a row: its event (and audit) row, its copies, its
+ * notification.  oldtup is the version being recalled, newtup the wiped
+ * one about to be stored.
+ */
+void
+recall_log_recall(RecallTable *cfg, Relation rel, HeapTuple oldtup, HeapTuple newtup,
+				  RecallStamp *stamp)
+{
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	Datum		values[EV_NATTS];
+	bool		nulls[EV_NATTS];
+	Jsonb	   *pk = recall_row_key(cfg, newtup, tupdesc);
+	char	   *conversation = NULL;
+	int32		group = recall_statement_group();
+	int64		seq = recall_log_next_seq();
+
+	memset(nulls, false, sizeof(nulls));
+	if (cfg->conversation_att != InvalidAttrNumber)
+		conversation = recall_text_of(newtup, tupdesc, cfg->conversation_att, &nulls[EV_CONVERSATION]);
+	else
+		nulls[EV_CONVERSATION] = true;
+
+	values[EV_SEQ] = Int64GetDatum(seq);
+	values[EV_XID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[EV_TBL] = ObjectIdGetDatum(cfg->root_relid);
+	values[EV_PK] = JsonbPGetDatum(pk);
+	values[EV_CONVERSATION] = conversation ? CStringGetTextDatum(conversation) : (Datum) 0;
+	values[EV_ACTOR] = CStringGetTextDatum(stamp->actor);
+	values[EV_DB_ROLE] = current_role_name();
+	values[EV_REASON] = stamp->reason ? CStringGetTextDatum(stamp->reason) : (Datum) 0;
+	nulls[EV_REASON] = (stamp->reason == NULL);
+	values[EV_PRIVILEGED] = BoolGetDatum(stamp->privileged);
+	values[EV_RECALLED_AT] = TimestampTzGetDatum(stamp->at);
+	values[EV_DISPATCH_GROUP] = Int32GetDatum(group);
+	nulls[EV_DISPATCH_GROUP] = !recall_dispatcher_enabled;
+	values[EV_KEY_HASH] = cfg->has_copies ? Int64GetDatum(recall_key_hash(pk)) : (Datum) 0;
+	nulls[EV_KEY_HASH] = !cfg->has_copies;
+	values[EV_RESIDUE] = residue_of(cfg, rel, oldtup);
+	recall_log_append(RECALL_LOG_EVENTS, values, nulls, EV_NATTS);
+
+	if (stamp->privileged)
+		write_audit(cfg, pk, stamp, values[EV_DB_ROLE]);
+
+	/* copies of the message go at the end of this statement */
+	if (cfg->has_copies)
+		recall_queue_copies(cfg, newtup, tupdesc);
+
+	xact_has_events = true;
+	if (!recall_dispatcher_enabled)
+		pending_add(cfg, group, seq, pk, conversation, stamp->at);
+}
+
+/* Notify at pre-commit; forget pending events at transaction end. */
 static void
 events_xact_callback(XactEvent event, void *arg)
 {
@@ -334,7 +378,7 @@ events_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
-			pending_flush(InvalidOid);
+			pending_flush();
 			break;
 		case XACT_EVENT_COMMIT:
 			if (xact_has_events && recall_dispatcher_enabled)
@@ -345,8 +389,6 @@ events_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			pending = NIL;		/* its memory goes with the transaction */
-			dispatch_group = 1;
-			group_has_events = false;
 			xact_has_events = false;
 			break;
 		default:
@@ -388,180 +430,6 @@ void
 recall_events_init(void)
 {
 	RegisterXactCallback(events_xact_callback, NULL);
-	CacheRegisterRelcacheCallback(events_relcache_callback, (Datum) 0);
 	RegisterSubXactCallback(events_subxact_callback, NULL);
-}
-
-/*
- * recall.event_trigger(): AFTER UPDATE FOR EACH ROW, on the recall
- * transition only (its WHEN clause).
- */
-Datum
-recall_event_trigger(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-	RecallTable *cfg;
-	Relation	rel;
-	TupleDesc	tupdesc;
-	HeapTuple	oldtup;
-	HeapTuple	newtup;
-	char	   *actor;
-	char	   *reason;
-	char	   *conversation = NULL;
-	bool		isnull;
-	bool		privileged;
-	Datum		recalled_at;
-	RecallBecome become;
-	int			ret;
-	int64		seq = 0;
-	char	   *payload;
-	char	   *pk = NULL;
-	Datum		pkdatum;
-	Datum	   *values;
-	char	   *nulls;
-	bool		direct;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"recall.event_trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired AFTER UPDATE FOR EACH ROW",
-						"recall.event_trigger")));
-
-	rel = trigdata->tg_relation;
-	tupdesc = RelationGetDescr(rel);
-	oldtup = trigdata->tg_trigtuple;
-	newtup = trigdata->tg_newtuple;
-	cfg = recall_get_table(rel, false);
-
-	/* only the NULL -> non-NULL transition is a recall */
-	if (!heap_attisnull(oldtup, cfg->recalled_at_att, tupdesc) ||
-		heap_attisnull(newtup, cfg->recalled_at_att, tupdesc))
-		return PointerGetDatum(NULL);
-
-	recalled_at = heap_getattr(newtup, cfg->recalled_at_att, tupdesc, &isnull);
-	actor = recall_text_of(newtup, tupdesc, cfg->recalled_by_att, &isnull);
-	if (isnull)
-		actor = "";
-	reason = recall_text_of(newtup, tupdesc, cfg->reason_att, &isnull);
-	if (cfg->conversation_att != InvalidAttrNumber)
-		conversation = recall_text_of(newtup, tupdesc, cfg->conversation_att, &isnull);
-	/* the guard let it through: as the sender, or with admin power */
-	privileged = !recall_is_self(cfg, oldtup, tupdesc, actor,
-								 GetCurrentTransactionStartTimestamp(), NULL);
-
-	values = palloc(sizeof(Datum) * (EVENT_FIXED_PARAMS + cfg->nkeys));
-	nulls = palloc(sizeof(char) * (EVENT_FIXED_PARAMS + cfg->nkeys));
-	memset(nulls, ' ', EVENT_FIXED_PARAMS + cfg->nkeys);
-	values[0] = ObjectIdGetDatum(cfg->root_relid);
-	values[1] = conversation ? CStringGetTextDatum(conversation) : (Datum) 0;
-	nulls[1] = conversation ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(actor);
-	values[3] = DirectFunctionCall1(namein,
-									CStringGetDatum(GetUserNameFromId(GetUserId(), false)));
-	values[4] = reason ? CStringGetTextDatum(reason) : (Datum) 0;
-	nulls[4] = reason ? ' ' : 'n';
-	values[5] = BoolGetDatum(privileged);
-	values[6] = recalled_at;
-	values[7] = Int32GetDatum(dispatch_group);
-	nulls[7] = recall_dispatcher_enabled ? ' ' : 'n';
-	for (int i = 0; i < cfg->nkeys; i++)
-	{
-		values[EVENT_FIXED_PARAMS + i] = heap_getattr(newtup, cfg->key_attnums[i], tupdesc, &isnull);
-		nulls[EVENT_FIXED_PARAMS + i] = isnull ? 'n' : ' ';
-	}
-
-	pkdatum = key_jsonb(cfg, newtup, tupdesc, &direct);
-	if (direct)
-		seq = insert_event_direct(pkdatum, values, nulls);
-
-	/* the SPI path, as the extension's owner: callers need no grant on the logs */
-	if (!direct || privileged)
-	{
-		recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, false, &become);
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		if (!direct)
-		{
-			if (cfg->event_plan == NULL)
-				cfg->event_plan = prepare_event_plan(cfg);
-			ret = SPI_execute_plan(cfg->event_plan, values, nulls, false, 1);
-			if (ret != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
-				elog(ERROR, "insert into recall.events failed: %s", SPI_result_code_string(ret));
-			seq = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			pkdatum = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull),
-										false, -1);
-		}
-		if (privileged)
-		{
-			Datum		avalues[5] = {values[0], pkdatum, values[2], values[3], values[4]};
-			char		anulls[5] = {' ', ' ', ' ', ' ', nulls[4]};
-
-			if (audit_plan == NULL)
-			{
-				Oid			argtypes[5] = {REGCLASSOID, JSONBOID, TEXTOID, NAMEOID, TEXTOID};
-
-				audit_plan = recall_prepare_kept("INSERT INTO recall.audit (at, xid, action, tbl, pk, actor,"
-										  " db_role, reason)"
-										  " VALUES (pg_catalog.now(), pg_catalog.pg_current_xact_id(),"
-										  " 'recall', $1, $2, $3, $4, $5)",
-										  5, argtypes);
-			}
-			ret = SPI_execute_plan(audit_plan, avalues, anulls, false, 0);
-			if (ret != SPI_OK_INSERT)
-				elog(ERROR, "insert into recall.audit failed: %s", SPI_result_code_string(ret));
-		}
-		SPI_finish();
-		recall_unbecome(&become);
-	}
-	if (!recall_dispatcher_enabled)
-		pk = recall_jsonb_compact(DatumGetJsonbP(pkdatum));
-
-	/* copies of the message go in the same statement */
-	recall_wipe_copies(cfg, newtup, tupdesc);
-
-	group_has_events = true;
-	xact_has_events = true;
-	if (!recall_dispatcher_enabled)
-	{
-		payload = recall_single_payload(cfg->qualified_name, pk, conversation, seq,
-										DatumGetTimestampTz(recalled_at));
-		pending_add(cfg, seq, payload);
-	}
-	return PointerGetDatum(NULL);
-}
-
-/*
- * recall.notify_trigger(): AFTER UPDATE FOR EACH STATEMENT.  Cheap when
- * the statement recalled nothing.
- */
-Datum
-recall_notify_trigger(PG_FUNCTION_ARGS)
-{
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"recall.notify_trigger")));
-	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired AFTER ... FOR EACH STATEMENT",
-						"recall.notify_trigger")));
-
-	/* a copy's UPDATE inside a recall is part of the recall's statement */
-	if (recall_in_copy_wipe)
-		return PointerGetDatum(NULL);
-	if (pending != NIL || group_has_events)
-		pending_flush(RelationGetRelid(trigdata->tg_relation));
-	return PointerGetDatum(NULL);
+	CacheRegisterSyscacheCallback(AUTHOID, role_name_callback, (Datum) 0);
 }

@@ -14,6 +14,7 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 
 #include "pg_recall.h"
 
@@ -26,6 +27,19 @@ char	   *recall_actor_guc = NULL;
 char	   *recall_reason_guc = NULL;
 
 void		_PG_init(void);
+
+/*
+ * The one relcache callback of the module: a backend has room for ten
+ * (PostgreSQL 15), shared with other extensions and logical replication,
+ * so pg_recall registers one and fans out to its caches.
+ */
+static void
+recall_relcache_callback(Datum arg, Oid relid)
+{
+	recall_config_invalidate(relid);
+	recall_copies_invalidate(relid);
+	recall_log_writer_invalidate(relid);
+}
 
 /* Define settings and register callbacks. */
 void
@@ -56,7 +70,9 @@ _PG_init(void)
 	EmitWarningsOnPlaceholders("recall");
 #endif
 
+	CacheRegisterRelcacheCallback(recall_relcache_callback, (Datum) 0);
 	recall_config_init();
 	recall_events_init();
+	recall_log_writer_init();
 	recall_copies_init();
 }

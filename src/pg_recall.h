@@ -18,6 +18,9 @@
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 
+/* The name of the trigger recall.enable() puts on a table. */
+#define RECALL_GUARD_TRIGGER "~recall_guard"
+
 /* NOTIFY refuses payloads of this many bytes or more (async.c). */
 #define RECALL_PAYLOAD_MAX 8000
 
@@ -89,11 +92,41 @@ typedef struct RecallTable
 	char	   *actor_setting;
 	char	   *actor_claim;
 
+	/* a timestamp (without time zone) sent_at is read in this zone */
+	struct pg_tz *sent_at_zone;
+
+	/* copies are registered: events carry key_hash, recalls queue copy wipes */
+	bool		has_copies;
+
+	/*
+	 * An enabled BEFORE ROW INSERT or UPDATE trigger whose name sorts after
+	 * the guard's: it could put content back after the wipe, so the guard
+	 * refuses every write while it exists (NULL: none).
+	 */
+	char	   *late_trigger;
+
 	/* plans, prepared on first use and kept */
-	SPIPlanPtr	event_plan;
 	SPIPlanPtr	update_plan;
 	SPIPlanPtr	exists_plan;
 } RecallTable;
+
+/* What a recall stamps on the row, and how it was allowed. */
+typedef struct RecallStamp
+{
+	TimestampTz at;
+	char	   *actor;
+	char	   *reason;
+	bool		privileged;		/* admin power (not the sender's own recall) */
+} RecallStamp;
+
+/* pg_recall's own logs, appended to by log_writer.c. */
+typedef enum RecallLog
+{
+	RECALL_LOG_EVENTS,
+	RECALL_LOG_AUDIT,
+	RECALL_LOG_PURGE_QUEUE,
+	RECALL_NLOGS
+} RecallLog;
 
 /* pg_recall.c */
 extern char *recall_actor_guc;
@@ -118,12 +151,15 @@ extern RecallTable *recall_get_table(Relation rel, bool missing_ok);
 extern RecallTable *recall_get_table_by_oid(Oid relid, bool missing_ok);
 extern Oid	recall_extension_owner(void);
 extern void recall_config_init(void);
+extern void recall_config_invalidate(Oid relid);
 extern void recall_retire_plan(SPIPlanPtr plan);
 extern void recall_retire_context(MemoryContext cxt);
-extern const char *recall_empty_literal(Oid typid);
-extern Datum recall_datum_from_text(const char *text, Oid typid, int32 typmod);
 extern char *recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum,
 							bool *isnull);
+
+/* wiped.c */
+extern const char *recall_empty_literal(Oid typid);
+extern Datum recall_datum_from_text(const char *text, Oid typid, int32 typmod);
 extern bool recall_content_is_wiped(RecallContentColumn *col, Datum value,
 									bool isnull, bool *is_exactly_wiped);
 
@@ -131,6 +167,10 @@ extern bool recall_content_is_wiped(RecallContentColumn *col, Datum value,
 extern char *recall_jsonb_scalar_text(JsonbValue *v);
 extern char *recall_jsonb_field_text(Jsonb *jb, const char *key, bool *is_object);
 extern Jsonb *recall_parse_jsonb(const char *text);
+
+/* key_json.c */
+extern Jsonb *recall_key_jsonb(int n, char **names, Oid *types, Datum *values, bool *nulls);
+extern int64 recall_key_hash(Jsonb *pk);
 
 /* actor.c */
 extern char *recall_resolve_actor(RecallTable *cfg, const char *given);
@@ -143,6 +183,21 @@ extern void recall_refuse(RecallTable *cfg, const char *actor, const char *messa
 extern bool recall_is_self(RecallTable *cfg, HeapTuple oldtup, TupleDesc tupdesc,
 						   const char *actor, TimestampTz now,
 						   TimestampTz *window_end);
+extern bool recall_is_admin(void);
+
+/* events.c */
+extern void recall_log_recall(RecallTable *cfg, Relation rel, HeapTuple oldtup,
+							  HeapTuple newtup, RecallStamp *stamp);
+extern Jsonb *recall_row_key(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc);
+extern void recall_toast_residue(struct varlena *attr, List **residue);
+extern int32 recall_statement_group(void);
+extern void recall_events_init(void);
+
+/* log_writer.c */
+extern void recall_log_append(RecallLog which, Datum *values, bool *nulls, int ncols);
+extern int64 recall_log_next_seq(void);
+extern void recall_log_writer_init(void);
+extern void recall_log_writer_invalidate(Oid relid);
 
 /* event_log.c */
 extern bool recall_parse_cursor(const char *cursor, uint64 *xid, int64 *seq);
@@ -160,11 +215,10 @@ extern void recall_dispatcher_register(void);
 extern void recall_dispatcher_wake_at_commit(void);
 
 /* copies.c */
-extern void recall_append_key_object(StringInfo sql, char **names, int n, int first_param,
-									 Oid *cast_types);
-extern void recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc);
+extern void recall_queue_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdesc);
 extern void recall_copies_init(void);
-extern bool recall_in_copy_wipe;
+extern void recall_copies_invalidate(Oid relid);
+extern int	recall_in_copy_wipe;
 
 /* purge.c */
 /* Where purge reports go: a tuplestore, or nowhere (the worker). */
@@ -176,8 +230,5 @@ typedef struct PurgeSink
 } PurgeSink;
 extern void recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms,
 								PurgeSink *sink);
-
-/* events.c */
-extern void recall_events_init(void);
 
 #endif							/* PG_RECALL_H */
