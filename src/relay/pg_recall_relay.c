@@ -21,7 +21,9 @@
  *
  * The main loop owns the libpq connection: it waits (select) on the
  * connection's socket and on a self-pipe written by the signal handlers
- * and by the HTTP thread.
+ * and by the HTTP thread.  It keeps the counters that GET /metrics shows
+ * (relay_metrics.c) up to date: the database state, the events written and
+ * the lag (see drain()).
  *
  *-------------------------------------------------------------------------
  */
@@ -94,6 +96,7 @@ static bool have_cursor = false;	/* cursor is set (from state or head) */
 static FILE *out = NULL;
 static bool out_is_file = false;
 static int	wake_pipe[2] = {-1, -1};
+static RelayMetrics *metrics = NULL;
 static volatile sig_atomic_t terminate_requested = false;
 static volatile sig_atomic_t reopen_requested = false;
 static int	terminate_signal = 0;
@@ -120,18 +123,8 @@ static void usage(void);
  * ------------------------------------------------------------------------
  */
 
-/* Monotonic clock, in milliseconds. */
-int64
-relay_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wake the main loop up (signal handlers, HTTP thread). */
-void
+/* Wake the main loop up (signal handlers, HTTP thread); async-safe. */
+static void
 relay_wake(void)
 {
 	int			save_errno = errno;
@@ -731,7 +724,7 @@ connection_lost(const char *msg)
 	if (conn != NULL)
 		PQfinish(conn);
 	conn = NULL;
-	http_set_db_state(false);
+	metrics_set_up(metrics, false);
 }
 
 /* ------------------------------------------------------------------------
@@ -752,6 +745,7 @@ write_batch(const RelayBatch *batch)
 		pg_fatal("could not write to the output: %m");
 	if (out_is_file && state_path != NULL && fsync(fileno(out)) != 0)
 		pg_fatal("could not fsync output file \"%s\": %m", out_path);
+	metrics_count_relayed(metrics, OUTPUT_STDOUT, batch->n);
 
 	set_cursor(batch->events[batch->n - 1].cursor);
 	save_state();
@@ -760,12 +754,27 @@ write_batch(const RelayBatch *batch)
 /*
  * Read the log from the cursor until it is empty (or a stop is requested
  * between batches).  Returns false when the connection must be dropped.
+ *
+ * The lag metrics come from what the relay reads, so that a relay keeping
+ * up costs no extra query.  A batch of n events read and not yet written
+ * is n events behind, the oldest recalled at its first event's time: while
+ * the output blocks, that lag stands and its age grows.  A batch shorter
+ * than RELAY_BATCH reached the end of what events_after() shows, i.e.
+ * recall.head(): once written, the relay is caught up (lag 0).  Only a full
+ * batch says nothing of what follows: then the relay counts the events
+ * after it with events_after(cursor, RELAY_LAG_PROBE), server side, once
+ * per RELAY_LAG_PROBE events of backlog (a count at the cap means at least
+ * that many), and counts them down as it writes them.  Between a full
+ * batch written and the next one read, the oldest event not relayed is
+ * taken as recalled at the last one written (a few milliseconds of
+ * overestimate).
  */
 static bool
 drain(void)
 {
 	PQExpBufferData errmsg;
 	bool		ok = true;
+	int64		known = 0;		/* events known to follow those read */
 
 	initPQExpBuffer(&errmsg);
 	for (;;)
@@ -794,13 +803,26 @@ drain(void)
 			ok = false;
 			break;
 		}
+		metrics_set_up(metrics, true);
+		full = (batch.n == RELAY_BATCH);
+
+		/* the lag: see above */
+		known = Max(known - batch.n, 0);
+		if (full && known == 0 &&
+			relay_count_after(conn, batch.events[batch.n - 1].cursor,
+							  RELAY_LAG_PROBE, &known, &errmsg) != FETCH_OK)
+			known = 0;			/* unknown; a lost connection shows at the next read */
 		if (batch.n > 0)
 		{
+			metrics_set_backlog(metrics, batch.n + known,
+								batch.events[0].recalled_at);
 			write_batch(&batch);
 			consume_hints(&batch);
 			http_publish(&batch, cursor);
 		}
-		full = (batch.n == RELAY_BATCH);
+		metrics_set_backlog(metrics, full ? known : 0,
+							full ? batch.events[batch.n - 1].recalled_at : 0);
+
 		relay_batch_free(&batch);
 		if (!full || terminate_requested)
 			break;
@@ -863,6 +885,7 @@ usage(void)
 			 "                 ?from=oldest      every retained event first\n"
 			 "                 without a cursor: from the relay's current position\n"
 			 "  GET /healthz   JSON: database connection, cursor, lag; 503 when down\n"
+			 "  GET /metrics   Prometheus metrics (text format 0.0.4)\n"
 			 "  GET /          the demo page (live list of recalls per conversation)\n"
 			 "  With --token-file: \"Authorization: Bearer TOKEN\" or ?token=TOKEN, else 401.\n"));
 	printf(_("\nSignals:\n"
@@ -913,6 +936,7 @@ main(int argc, char **argv)
 	int			c;
 	int			optindex;
 	char	   *token = NULL;
+	RelayHttpConfig http_config;
 	struct sigaction sa;
 	PQExpBufferData errmsg;
 	int64		next_attempt = 0;
@@ -1106,10 +1130,18 @@ main(int argc, char **argv)
 	sigaction(SIGPIPE, &sa, NULL);
 
 	pg_logging_set_pre_callback(log_timestamp);
+	metrics = metrics_create();
 	if (http_spec != NULL)
 	{
-		if (!http_start(http_spec, token, heartbeat_secs, sse_buffer,
-						!have_cursor && from_oldest))
+		memset(&http_config, 0, sizeof(http_config));
+		http_config.listen_spec = http_spec;
+		http_config.token = token;
+		http_config.heartbeat_secs = heartbeat_secs;
+		http_config.sse_buffer = sse_buffer;
+		http_config.from_oldest = !have_cursor && from_oldest;
+		http_config.wake = relay_wake;
+		http_config.metrics = metrics;
+		if (!http_start(&http_config))
 			exit(1);
 		if (have_cursor)
 			http_set_position(cursor);
@@ -1152,6 +1184,8 @@ main(int argc, char **argv)
 				pg_log_info("%s to the database; reading events after %s",
 							was_connected ? "reconnected" : "connected",
 							cursor ? cursor : "the start of the log");
+				if (was_connected)
+					metrics_count_reconnect(metrics);
 				was_connected = true;
 				backoff = 0;
 				reset_connect_failure();
@@ -1183,7 +1217,6 @@ main(int argc, char **argv)
 			drain_needed = false;
 			if (drain())
 			{
-				http_set_db_state(true);
 				next_poll = relay_now_ms() + poll_ms;
 				if (nhints > 0)
 				{

@@ -23,12 +23,17 @@
 #include "common/logging.h"
 #include "relay.h"
 
-/* cursor, seq, table, pk, conversation, privileged, at */
+/* cursor, seq, table, pk, conversation, privileged, at, at as epoch */
 #define FETCH_SQL \
 	"SELECT e.cursor, e.seq, e.tbl::pg_catalog.text, e.pk::pg_catalog.text," \
 	" e.conversation, e.privileged," \
-	" pg_catalog.to_json(e.recalled_at)::pg_catalog.text" \
+	" pg_catalog.to_json(e.recalled_at)::pg_catalog.text," \
+	" pg_catalog.date_part('epoch', e.recalled_at)" \
 	" FROM recall.events_after($1, $2) e"
+
+/* how many events follow a cursor, up to a limit */
+#define COUNT_SQL \
+	"SELECT pg_catalog.count(*) FROM recall.events_after($1, $2)"
 
 /*
  * Append s to buf as a JSON string (quoted, escaped).
@@ -99,6 +104,45 @@ relay_one_line(char *msg)
 }
 
 /*
+ * Run sql with the parameters (cursor, limit).  NULL when it failed: then
+ * *result and errmsg (one line) say why.
+ */
+static PGresult *
+exec_after(PGconn *conn, const char *sql, const char *after, int limit,
+		   FetchResult *result, PQExpBuffer errmsg)
+{
+	const char *values[2];
+	char		limit_str[32];
+	PGresult   *res;
+	const char *state;
+
+	snprintf(limit_str, sizeof(limit_str), "%d", limit);
+	values[0] = after;
+	values[1] = limit_str;
+	res = PQexecParams(conn, sql, 2, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK)
+	{
+		*result = FETCH_OK;
+		return res;
+	}
+
+	state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	resetPQExpBuffer(errmsg);
+	appendPQExpBufferStr(errmsg, PQerrorMessage(conn));
+	relay_one_line(errmsg->data);
+	errmsg->len = strlen(errmsg->data);
+
+	if (PQstatus(conn) == CONNECTION_BAD)
+		*result = FETCH_CONN_LOST;
+	else if (state != NULL && strcmp(state, "22023") == 0)
+		*result = FETCH_BAD_CURSOR;
+	else
+		*result = FETCH_ERROR;
+	PQclear(res);
+	return NULL;
+}
+
+/*
  * Read at most limit events after the cursor (NULL: from the oldest) into
  * batch.  On failure, errmsg says why, in one line.
  */
@@ -106,38 +150,17 @@ FetchResult
 relay_fetch(PGconn *conn, const char *after, int limit, RelayBatch *batch,
 			PQExpBuffer errmsg)
 {
-	const char *values[2];
-	char		limit_str[32];
 	PGresult   *res;
+	FetchResult result;
 	PQExpBufferData line;
 	int			n;
 
 	batch->events = NULL;
 	batch->n = 0;
 
-	snprintf(limit_str, sizeof(limit_str), "%d", limit);
-	values[0] = after;
-	values[1] = limit_str;
-	res = PQexecParams(conn, FETCH_SQL, 2, NULL, values, NULL, NULL, 0);
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-	{
-		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-		FetchResult result;
-
-		resetPQExpBuffer(errmsg);
-		appendPQExpBufferStr(errmsg, PQerrorMessage(conn));
-		relay_one_line(errmsg->data);
-		errmsg->len = strlen(errmsg->data);
-
-		if (PQstatus(conn) == CONNECTION_BAD)
-			result = FETCH_CONN_LOST;
-		else if (state != NULL && strcmp(state, "22023") == 0)
-			result = FETCH_BAD_CURSOR;
-		else
-			result = FETCH_ERROR;
-		PQclear(res);
+	res = exec_after(conn, FETCH_SQL, after, limit, &result, errmsg);
+	if (res == NULL)
 		return result;
-	}
 
 	n = PQntuples(res);
 	if (n > 0)
@@ -182,9 +205,33 @@ relay_fetch(PGconn *conn, const char *after, int limit, RelayBatch *batch,
 			pg_strdup(PQgetvalue(res, i, 4));
 		ev->json = pg_strdup(line.data);
 		ev->json_len = line.len;
+		ev->recalled_at = PQgetisnull(res, i, 7) ? 0 :
+			strtod(PQgetvalue(res, i, 7), NULL);
 	}
 	termPQExpBuffer(&line);
 	batch->n = n;
+	PQclear(res);
+	return FETCH_OK;
+}
+
+/*
+ * Count the events after the cursor, reading at most limit of them: the
+ * same gap-free reading as relay_fetch(), so the count is the events
+ * between the cursor and recall.head().  On failure, errmsg says why.
+ */
+FetchResult
+relay_count_after(PGconn *conn, const char *after, int limit, int64 *count,
+				  PQExpBuffer errmsg)
+{
+	PGresult   *res;
+	FetchResult result;
+
+	*count = 0;
+	res = exec_after(conn, COUNT_SQL, after, limit, &result, errmsg);
+	if (res == NULL)
+		return result;
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		*count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
 	return FETCH_OK;
 }

@@ -1,17 +1,23 @@
 /*-------------------------------------------------------------------------
  *
  * relay_http.c
- *	  pg_recall_relay's HTTP side: Server-Sent Events, health, demo page.
+ *	  pg_recall_relay's HTTP side: Server-Sent Events, health, metrics,
+ *	  demo page.
  *
  * libmicrohttpd runs in its own thread (internal polling, epoll on Linux)
- * and never touches the database.  The main thread, which owns the libpq
- * connection, hands each batch it reads to http_publish(), which appends
- * it to a ring of recent events; an SSE client reads the ring from its own
- * position, skipping the conversations it did not ask for, so a batch is
- * formatted once whatever the number of clients, and a slow client costs
- * nothing to the others: it merely lags, and a client whose position has
- * left the ring (it fell --sse-buffer events behind) is disconnected.  Its
- * browser reconnects with Last-Event-ID and resumes by cursor.
+ * and never touches the database.  It knows the rest of the relay only
+ * through the RelayHttpConfig given to http_start(): a wake-up callback,
+ * which asks the main thread to read the log and call http_service(), and
+ * the counters (relay_metrics.c) that it updates and serves at /metrics.
+ *
+ * The main thread, which owns the libpq connection, hands each batch it
+ * reads to http_publish(), which appends it to a ring of recent events; an
+ * SSE client reads the ring from its own position, skipping the
+ * conversations it did not ask for, so a batch is formatted once whatever
+ * the number of clients, and a slow client costs nothing to the others: it
+ * merely lags, and a client whose position has left the ring (it fell
+ * --sse-buffer events behind) is disconnected.  Its browser reconnects
+ * with Last-Event-ID and resumes by cursor.
  *
  * A client that resumes from a cursor (Last-Event-ID, ?after=) or asks for
  * the whole retained log (?from=oldest) starts in "database mode": the main
@@ -26,8 +32,8 @@
  * A client with nothing to read is suspended (MHD_suspend_connection) and
  * resumed when a batch arrives, when its replay queue is refilled, or at
  * the heartbeat, when it gets a comment line.  Lock order: this file's
- * mutex, then libmicrohttpd's own; the main thread resumes connections
- * only after releasing the mutex.
+ * mutex, then libmicrohttpd's own (or the counters'); the main thread
+ * resumes connections only after releasing the mutex.
  *
  *-------------------------------------------------------------------------
  */
@@ -132,21 +138,18 @@ static int	listen_fd = -1;
 static char *http_token = NULL;
 static int	heartbeat_ms = 15000;
 static int64 last_heartbeat = 0;
+static void (*wake_main) (void) = NULL;
+static RelayMetrics *metrics = NULL;	/* has its own lock */
 
 /* everything below is guarded by http_lock */
 static unsigned int hb_gen = 0;
 static bool shutting_down = false;
-static bool db_up = false;
-static int64 caught_up_at = 0;
 static char *position = NULL;	/* cursor after the ring's last entry */
 static bool relay_from_oldest = false;	/* the relay itself reads from the oldest */
 static RingEntry *ring = NULL;
 static uint64 ring_first = 0;
 static uint64 ring_end = 0;
 static Client *clients = NULL;
-static int	nclients = 0;
-static uint64 events_relayed = 0;
-static uint64 clients_kicked = 0;
 
 /* ------------------------------------------------------------------------
  * Helpers
@@ -340,31 +343,49 @@ respond_health(struct MHD_Connection *conn)
 {
 	PQExpBufferData buf;
 	enum MHD_Result ret;
-	bool		up;
+	RelayHealth h;
 	int64		now = relay_now_ms();
 
+	metrics_health(metrics, &h);
 	initPQExpBuffer(&buf);
-	pthread_mutex_lock(&http_lock);
-	up = db_up;
 	appendPQExpBuffer(&buf, "{\"status\":\"%s\",\"database\":\"%s\",\"cursor\":",
-					  up ? "ok" : "unavailable",
-					  up ? "connected" : "disconnected");
+					  h.up ? "ok" : "unavailable",
+					  h.up ? "connected" : "disconnected");
+	pthread_mutex_lock(&http_lock);
 	if (position != NULL)
 		relay_json_string(&buf, position);
 	else
 		appendPQExpBufferStr(&buf, "null");
-	if (caught_up_at > 0)
+	pthread_mutex_unlock(&http_lock);
+	if (h.caught_up_ms > 0)
 		appendPQExpBuffer(&buf, ",\"lag_seconds\":%.3f",
-						  (double) Max(now - caught_up_at, 0) / 1000.0);
+						  (double) Max(now - h.caught_up_ms, 0) / 1000.0);
 	else
 		appendPQExpBufferStr(&buf, ",\"lag_seconds\":null");
 	appendPQExpBuffer(&buf, ",\"clients\":%d,\"events_relayed\":" UINT64_FORMAT
 					  ",\"clients_dropped\":" UINT64_FORMAT "}\n",
-					  nclients, events_relayed, clients_kicked);
-	pthread_mutex_unlock(&http_lock);
+					  h.sse_clients, h.events_relayed, h.sse_dropped);
 
-	ret = respond(conn, up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+	ret = respond(conn, h.up ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
 				  "application/json", buf.data, buf.len, true);
+	termPQExpBuffer(&buf);
+	return ret;
+}
+
+/* GET /metrics: the counters, in the Prometheus text format 0.0.4. */
+static enum MHD_Result
+respond_metrics(struct MHD_Connection *conn)
+{
+	PQExpBufferData buf;
+	enum MHD_Result ret;
+
+	initPQExpBuffer(&buf);
+	metrics_render(metrics, &buf);
+	if (PQExpBufferBroken(&buf))
+		ret = respond_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+	else
+		ret = respond(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+					  buf.data, buf.len, true);
 	termPQExpBuffer(&buf);
 	return ret;
 }
@@ -379,6 +400,7 @@ sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	Client	   *cl = (Client *) cls;
 	size_t		n = 0;
+	uint64		sent = 0;		/* ring events sent whole */
 
 	pthread_mutex_lock(&http_lock);
 	if (shutting_down)
@@ -398,7 +420,7 @@ sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 		!cl->wanted)
 	{
 		cl->wanted = true;
-		relay_wake();
+		wake_main();
 	}
 
 	/* then the ring */
@@ -410,7 +432,7 @@ sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			if (!cl->kicked)
 			{
 				cl->kicked = true;
-				clients_kicked++;
+				metrics_count_sse_dropped(metrics);
 			}
 			pthread_mutex_unlock(&http_lock);
 			return n > 0 ? (ssize_t) n : MHD_CONTENT_READER_END_WITH_ERROR;
@@ -433,8 +455,10 @@ sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 			{
 				cl->next++;
 				cl->off = 0;
+				sent++;
 			}
 		}
+		metrics_count_relayed(metrics, OUTPUT_SSE, sent);
 	}
 
 	if (n > 0)
@@ -614,13 +638,13 @@ open_stream(struct MHD_Connection *conn, void **req_cls)
 	}
 	cl->next_client = clients;
 	clients = cl;
-	nclients++;
+	metrics_add_sse_clients(metrics, 1);
 	*req_cls = cl;
 	pthread_mutex_unlock(&http_lock);
 
 	if (!live)
 	{
-		relay_wake();
+		wake_main();
 		return MHD_YES;
 	}
 	return respond_stream(conn, cl);
@@ -707,6 +731,8 @@ handle_request(void *cls, struct MHD_Connection *conn, const char *url,
 		return open_stream(conn, req_cls);
 	if (strcmp(url, "/healthz") == 0)
 		return respond_health(conn);
+	if (strcmp(url, "/metrics") == 0)
+		return respond_metrics(conn);
 	if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
 		return respond(conn, MHD_HTTP_OK, "text/html; charset=utf-8",
 					   demo_html, sizeof(demo_html), false);
@@ -729,9 +755,10 @@ request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	cl->closed = true;
 	cl->conn = NULL;
 	cl->suspended = false;
+	metrics_add_sse_clients(metrics, -1);
 	pthread_mutex_unlock(&http_lock);
 	*req_cls = NULL;
-	relay_wake();
+	wake_main();
 }
 
 /*
@@ -856,15 +883,13 @@ open_listener(const char *spec)
 }
 
 /*
- * Start the HTTP server on listen_spec; false (after a message) when it
- * cannot listen.  token: required bearer token, or NULL; sse_buffer: events
- * kept for the clients; from_oldest: the relay starts from the oldest event
- * (no state, --from oldest).
+ * Start the HTTP server as config says (see RelayHttpConfig); false (after
+ * a message) when it cannot listen.
  */
 bool
-http_start(const char *listen_spec, const char *token, int heartbeat_secs,
-		   int sse_buffer, bool from_oldest)
+http_start(const RelayHttpConfig *config)
 {
+	const char *listen_spec = config->listen_spec;
 	struct rlimit rl;
 	sigset_t	block;
 	sigset_t	saved;
@@ -888,11 +913,13 @@ http_start(const char *listen_spec, const char *token, int heartbeat_secs,
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1100)
 		limit = (rl.rlim_cur > 100000) ? 100000 : (unsigned int) rl.rlim_cur - 100;
 
-	http_token = token ? pg_strdup(token) : NULL;
-	heartbeat_ms = heartbeat_secs * 1000;
+	http_token = config->token ? pg_strdup(config->token) : NULL;
+	heartbeat_ms = config->heartbeat_secs * 1000;
 	last_heartbeat = relay_now_ms();
-	ring_cap = sse_buffer;
-	relay_from_oldest = from_oldest;
+	ring_cap = config->sse_buffer;
+	relay_from_oldest = config->from_oldest;
+	wake_main = config->wake;
+	metrics = config->metrics;
 	ring = pg_malloc0(ring_cap * sizeof(RingEntry));
 
 	/* the server's thread takes no signal: the main thread handles them */
@@ -914,7 +941,7 @@ http_start(const char *listen_spec, const char *token, int heartbeat_secs,
 								   MHD_OPTION_CONNECTION_LIMIT, limit,
 								   MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) CONNECTION_MEMORY,
 								   MHD_OPTION_CONNECTION_TIMEOUT,
-								   (unsigned int) Max(60, 4 * heartbeat_secs),
+								   (unsigned int) Max(60, 4 * config->heartbeat_secs),
 								   MHD_OPTION_END);
 	mhd_starting = false;
 	pthread_sigmask(SIG_SETMASK, &saved, NULL);
@@ -928,7 +955,7 @@ http_start(const char *listen_spec, const char *token, int heartbeat_secs,
 	if (getsockname(listen_fd, (struct sockaddr *) &addr, &alen) == 0 &&
 		getnameinfo((struct sockaddr *) &addr, alen, host, sizeof(host),
 					port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-		pg_log_info("serving HTTP on %s%s%s:%s (GET /events, /healthz, /)",
+		pg_log_info("serving HTTP on %s%s%s:%s (GET /events, /healthz, /metrics, /)",
 					addr.ss_family == AF_INET6 ? "[" : "", host,
 					addr.ss_family == AF_INET6 ? "]" : "", port);
 	return true;
@@ -981,24 +1008,8 @@ http_set_position(const char *cursor)
 }
 
 /*
- * The database connection went up or down; up also means the relay has
- * just read the log to its end.
- */
-void
-http_set_db_state(bool up)
-{
-	if (!http_running())
-		return;
-	pthread_mutex_lock(&http_lock);
-	db_up = up;
-	if (up)
-		caught_up_at = relay_now_ms();
-	pthread_mutex_unlock(&http_lock);
-}
-
-/*
  * A batch was printed: append it to the ring, move the position, and wake
- * the clients.  An empty batch only records that the relay caught up.
+ * the clients.
  */
 void
 http_publish(const RelayBatch *batch, const char *cursor)
@@ -1007,15 +1018,9 @@ http_publish(const RelayBatch *batch, const char *cursor)
 	int			n = 0;
 	int			cap = 0;
 
-	if (!http_running())
+	if (!http_running() || batch->n == 0)
 		return;
 	pthread_mutex_lock(&http_lock);
-	if (batch->n == 0)
-	{
-		caught_up_at = relay_now_ms();
-		pthread_mutex_unlock(&http_lock);
-		return;
-	}
 	for (int i = 0; i < batch->n; i++)
 	{
 		const RelayEvent *ev = &batch->events[i];
@@ -1035,7 +1040,6 @@ http_publish(const RelayBatch *batch, const char *cursor)
 	}
 	free(position);
 	position = pg_strdup(cursor);
-	events_relayed += batch->n;
 	for (Client *cl = clients; cl != NULL; cl = cl->next_client)
 		if (cl->state == CL_LIVE)
 			client_unsuspend(cl, &list, &n, &cap);
@@ -1150,6 +1154,8 @@ http_service(PGconn *conn, bool *more)
 		}
 		else
 		{
+			uint64		queued = 0;
+
 			for (int i = 0; i < batch.n; i++)
 			{
 				const RelayEvent *ev = &batch.events[i];
@@ -1161,8 +1167,11 @@ http_service(PGconn *conn, bool *more)
 
 					queue_append(cl, sse, len);
 					free(sse);
+					queued++;
 				}
 			}
+			/* counted as sent: the stream sends its queue first */
+			metrics_count_relayed(metrics, OUTPUT_SSE, queued);
 			if (batch.n > 0)
 			{
 				free(cl->cursor);
@@ -1238,7 +1247,6 @@ http_tick(void)
 				pg_log_info("SSE client %s disconnected: it fell more than " UINT64_FORMAT " events behind",
 							cl->peer, ring_cap);
 			*link = cl->next_client;
-			nclients--;
 			client_free(cl);
 			continue;
 		}

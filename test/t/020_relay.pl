@@ -24,31 +24,15 @@ use JSON::PP;
 use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use RelayNode qw(relay_node);
 use Test::More;
 use Time::HiRes qw(time usleep);
 
 # Bound of every wait, in seconds.
 my $WAIT = 30;
 
-my $node = PostgreSQL::Test::Cluster->new('relay');
-$node->init(allows_streaming => 1);
-$node->append_conf(
-	'postgresql.conf', qq{
-shared_preload_libraries = 'pg_recall'
-log_min_messages = log
-});
-$node->start;
-
-$node->safe_psql(
-	'postgres', q{
-CREATE EXTENSION pg_recall;
-CREATE TABLE messages (id bigint PRIMARY KEY, conversation bigint,
-                       sender text, sent_at timestamptz DEFAULT now(), body text);
-SELECT recall.enable('messages', '{body}', sender => 'sender',
-                     sent_at => 'sent_at', conversation => 'conversation');
-INSERT INTO messages (id, conversation, sender, body)
-  SELECT g, g % 5, 'alice', 'secret ' || g FROM generate_series(1, 2000) g;
-});
+my $node = relay_node('relay', rows => 2000,
+	init => { allows_streaming => 1 }, conf => "log_min_messages = log\n");
 
 my $dir    = PostgreSQL::Test::Utils::tempdir;
 my $out    = "$dir/relay.out";

@@ -12,7 +12,7 @@
 #	  gets a 401; GET /healthz reports the database connection (503 while
 #	  the server is down); a client that stops reading is disconnected once
 #	  it falls --sse-buffer events behind, without delaying another client,
-#	  and resumes by cursor.  The SSE client here speaks HTTP/1.0 over a
+#	  is counted in /healthz and /metrics, and resumes by cursor.  The SSE client here speaks HTTP/1.0 over a
 #	  plain socket, so the test needs no HTTP tool.
 
 use strict;
@@ -25,26 +25,15 @@ use JSON::PP;
 use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use PromText qw(parse_metrics sample);
+use RelayNode qw(relay_node);
 use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Test::More;
 use Time::HiRes qw(time usleep);
 
 my $WAIT = 30;
 
-my $node = PostgreSQL::Test::Cluster->new('relay_http');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_recall'\n");
-$node->start;
-$node->safe_psql(
-	'postgres', q{
-CREATE EXTENSION pg_recall;
-CREATE TABLE messages (id bigint PRIMARY KEY, conversation bigint,
-                       sender text, sent_at timestamptz DEFAULT now(), body text);
-SELECT recall.enable('messages', '{body}', sender => 'sender',
-                     sent_at => 'sent_at', conversation => 'conversation');
-INSERT INTO messages (id, conversation, sender, body)
-  SELECT g, g % 5, 'alice', 'secret ' || g FROM generate_series(1, 20000) g;
-});
+my $node = relay_node('relay_http', rows => 20000);
 
 my $dir   = PostgreSQL::Test::Utils::tempdir;
 my $out   = "$dir/relay.out";
@@ -470,6 +459,11 @@ like(slurp($err), qr/SSE client 127\.0\.0\.1:\d+ disconnected: it fell more than
 	'the disconnection is logged');
 ($st, $body) = get('/healthz', Authorization => "Bearer $token");
 cmp_ok(decode_json($body)->{clients_dropped}, '>=', 1, '/healthz counts it');
+($st, $body) = get('/metrics', Authorization => "Bearer $token");
+my $metrics = parse_metrics($body);
+is_deeply($metrics->{errors}, [], '/metrics parses');
+is(sample($metrics, 'pg_recall_relay_sse_clients_dropped_total'), 1,
+	'/metrics counts it: pg_recall_relay_sse_clients_dropped_total');
 
 # and resumes by cursor
 my $slow2 = sse_open('/events', last_id => $slow->{events}[-1]{id});

@@ -26,6 +26,7 @@ use MIME::Base64;
 use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use RelayNode qw(relay_node);
 use Test::More;
 use Time::HiRes qw(time usleep);
 
@@ -48,20 +49,7 @@ for my $name (qw(chromium chromium-browser))
 plan skip_all => 'chromium is not installed (Debian package "chromium"): browser test skipped'
   unless $chromium;
 
-my $node = PostgreSQL::Test::Cluster->new('relay_browser');
-$node->init;
-$node->append_conf('postgresql.conf', "shared_preload_libraries = 'pg_recall'\n");
-$node->start;
-$node->safe_psql(
-	'postgres', q{
-CREATE EXTENSION pg_recall;
-CREATE TABLE messages (id bigint PRIMARY KEY, conversation bigint,
-                       sender text, sent_at timestamptz DEFAULT now(), body text);
-SELECT recall.enable('messages', '{body}', sender => 'sender',
-                     sent_at => 'sent_at', conversation => 'conversation');
-INSERT INTO messages (id, conversation, sender, body)
-  SELECT g, 7 + g % 2, 'alice', 'secret ' || g FROM generate_series(1, 100) g;
-});
+my $node = relay_node('relay_browser', rows => 100, conversation => '7 + g % 2');
 
 my $dir   = PostgreSQL::Test::Utils::tempdir;
 my $conn  = $node->connstr('postgres');
