@@ -49,7 +49,9 @@ GRANT SELECT ON recall.tables TO PUBLIC;
 -- Durable, append-only recall log.  Never holds content.  Written by C
 -- (heap insert plus every index, expression and partial ones included).
 CREATE TABLE recall.events (
-    seq          bigint GENERATED ALWAYS AS IDENTITY,
+    -- cached per backend: a recall takes its seq without touching the
+    -- sequence's page (seq orders events within a transaction, never commits)
+    seq          bigint GENERATED ALWAYS AS IDENTITY (CACHE 32),
     xid          xid8 NOT NULL,
     tbl          regclass NOT NULL,
     pk           jsonb NOT NULL,

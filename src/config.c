@@ -42,6 +42,15 @@
 
 static HTAB *RecallTableHash = NULL;
 
+/* The extension's owner, looked up once, again after a change to a schema. */
+static Oid	cached_extension_owner = InvalidOid;
+
+static void
+namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	cached_extension_owner = InvalidOid;
+}
+
 /*
  * Plans and contexts of reloaded entries.  A plan may still be running (a
  * recall.recall() whose UPDATE fires the trigger that reloads), so they
@@ -126,22 +135,28 @@ void
 recall_config_init(void)
 {
 	RegisterXactCallback(config_xact_callback, NULL);
+	CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_callback, (Datum) 0);
 }
 
-/* The role that owns the recall schema, i.e. the extension's owner. */
+/*
+ * The role that owns the recall schema, i.e. the extension's owner; looked
+ * up once, again after any change to a schema.
+ */
 Oid
 recall_extension_owner(void)
 {
-	Oid			nspid = get_namespace_oid("recall", false);
+	Oid			nspid;
 	HeapTuple	tup;
-	Oid			owner;
 
+	if (OidIsValid(cached_extension_owner))
+		return cached_extension_owner;
+	nspid = get_namespace_oid("recall", false);
 	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nspid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for namespace %u", nspid);
-	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	cached_extension_owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
 	ReleaseSysCache(tup);
-	return owner;
+	return cached_extension_owner;
 }
 
 /* Attribute number of a named column of rel; error if it is gone. */
