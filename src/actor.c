@@ -48,10 +48,11 @@ static struct config_generic *reason_record = NULL;
 
 /*
  * The recall recall_resolve_actor resolved last, for recall_given_reason's
- * refusal, which is called next for the same row and has no table.
+ * refusal, which is called next for the same row and has no table.  Kept
+ * only when that refusal may happen, in TopMemoryContext.
  */
 static Oid	resolved_relid = InvalidOid;
-static const char *resolved_actor = NULL;
+static char *resolved_actor = NULL;
 
 static void refuse_on(const char *relname, const char *actor, const char *message,
 					  const char *detail, const char *hint) pg_attribute_noreturn();
@@ -154,7 +155,7 @@ refuse_left_over(const char *relname, const char *actor, const char *setting,
 						 relname, setting)
 			  : psprintf("permission denied to recall with setting \"%s\" from an earlier transaction",
 						 setting),
-			  psprintf("Setting \"recall.actor_scope\" is \"transaction\", so \"%s\" counts only when set in the current transaction or in the connection's startup options; this value was set by a session-level SET in an earlier transaction, possibly by another client of a pooled connection.",
+			  psprintf("Setting \"recall.actor_scope\" is \"transaction\", so \"%s\" counts only when set in the current transaction or for the connection itself (startup options, ALTER ROLE or ALTER DATABASE); this value was set by a session-level SET in an earlier transaction, possibly by another client of a pooled connection.",
 					   setting),
 			  psprintf("Use SET LOCAL %s or set_config('%s', ..., true) in the recalling transaction, or give %s in the statement.",
 					   setting, setting, what));
@@ -288,16 +289,25 @@ resolve_actor(RecallTable *cfg, const char *given)
 
 /*
  * The actor of a recall on cfg's table; given is the statement's
- * recalled_by (NULL or empty when it gave none).  Remembers the recall for
- * recall_given_reason, which the caller calls next for the same row.
+ * recalled_by (NULL or empty when it gave none).  When recall.reason is
+ * left over, remembers the table and actor for recall_given_reason, which
+ * the caller calls next for the same row and which then refuses unless
+ * the statement gives a reason (rare: nothing is copied otherwise).
  */
 char *
 recall_resolve_actor(RecallTable *cfg, const char *given)
 {
 	char	   *actor = resolve_actor(cfg, given);
 
-	resolved_relid = cfg->root_relid;
-	resolved_actor = actor;
+	resolved_relid = InvalidOid;
+	if (recall_reason_guc != NULL && recall_reason_guc[0] != '\0' &&
+		left_over(reason_record))
+	{
+		if (resolved_actor != NULL)
+			pfree(resolved_actor);
+		resolved_actor = MemoryContextStrdup(TopMemoryContext, actor);
+		resolved_relid = cfg->root_relid;
+	}
 	return actor;
 }
 
@@ -311,11 +321,9 @@ char *
 recall_given_reason(const char *given)
 {
 	Oid			relid = resolved_relid;
-	const char *actor = resolved_actor;
 
-	/* forget the pairing, so that nothing ever reads a stale actor */
+	/* the pairing holds for this row only */
 	resolved_relid = InvalidOid;
-	resolved_actor = NULL;
 
 	if (given != NULL && given[0] != '\0')
 		return pstrdup(given);
@@ -323,7 +331,8 @@ recall_given_reason(const char *given)
 	{
 		if (left_over(reason_record))
 			refuse_left_over(OidIsValid(relid) ? get_rel_name(relid) : NULL,
-							 actor, "recall.reason", "the reason");
+							 OidIsValid(relid) ? resolved_actor : NULL,
+							 "recall.reason", "the reason");
 		return pstrdup(recall_reason_guc);
 	}
 	return NULL;
