@@ -156,8 +156,8 @@ echo "pg_recall demo: PostgreSQL $(psql -X -A -t -c 'SHOW server_version'), port
 # ---------------------------------------------------------------------------
 step "A chat application's messages table" \
 	"Alice and Bob chat in conversation 7.  The application connects as the" \
-	"role app (a pooled role: it says which end user acts with the setting" \
-	"recall.actor)."
+	"role app (a pooled role: in each transaction it says which end user acts" \
+	"with SET LOCAL recall.actor)."
 sql <<'SQL'
 CREATE TABLE messages (
     id           bigint PRIMARY KEY,
@@ -216,12 +216,15 @@ echo "   started: psql session $LISTENER_PID, LISTEN recall"
 
 # ---------------------------------------------------------------------------
 step "Alice recalls her own message" \
-	"The statement names no one else: the actor comes from recall.actor, and" \
+	"The statement names no one else: the actor comes from recall.actor, set" \
+	"with SET LOCAL for this transaction only, and" \
 	"alice is the sender of message 1, sent less than 15 minutes ago."
 sql <<'SQL'
-SET ROLE app;
-SET recall.actor = 'alice';
+BEGIN;
+SET LOCAL ROLE app;
+SET LOCAL recall.actor = 'alice';
 SELECT recall.recall('messages', 1);
+COMMIT;
 SQL
 
 echo
@@ -248,25 +251,42 @@ step "Bob tries to recall Alice's message" \
 	"Refused with SQLSTATE 42501, by recall.recall and by a plain UPDATE alike:" \
 	"the rule is in the table's trigger, not in one API endpoint."
 sql_refused 42501 <<'SQL'
-SET ROLE app;
-SET recall.actor = 'bob';
+BEGIN;
+SET LOCAL ROLE app;
+SET LOCAL recall.actor = 'bob';
 SELECT recall.recall('messages', 2);
 SQL
 echo
 sql_refused 42501 <<'SQL'
-SET ROLE app;
-SET recall.actor = 'bob';
+BEGIN;
+SET LOCAL ROLE app;
+SET LOCAL recall.actor = 'bob';
 UPDATE messages SET recalled_at = now() WHERE id = 2;
 SQL
 check "message 2 is untouched" \
 	"SELECT body = 'see you at 6?' AND recalled_at IS NULL FROM messages WHERE id = 2"
 
 # ---------------------------------------------------------------------------
+step "A session-level SET is not trusted" \
+	"Behind a transaction pooler (pgbouncer), a plain SET stays on the server" \
+	"connection after its client has gone, and the next client would recall as" \
+	"that user.  Under recall.actor_scope = 'transaction' (the default), a" \
+	"recall.actor set in an earlier transaction is refused, even alice's own."
+sql_refused 42501 <<'SQL'
+SET ROLE app;
+SET recall.actor = 'alice';
+SELECT recall.recall('messages', 2);
+SQL
+check "message 2 is still untouched" \
+	"SELECT body = 'see you at 6?' AND recalled_at IS NULL FROM messages WHERE id = 2"
+
+# ---------------------------------------------------------------------------
 step "A recalled message stays recalled" \
 	"Putting text back into a recalled row is refused (SQLSTATE 55000)."
 sql_refused 55000 <<'SQL'
-SET ROLE app;
-SET recall.actor = 'alice';
+BEGIN;
+SET LOCAL ROLE app;
+SET LOCAL recall.actor = 'alice';
 UPDATE messages SET body = 'my new phone number is 555-0142' WHERE id = 1;
 SQL
 check "message 1 is still wiped" \
@@ -277,15 +297,18 @@ step "A moderator removes Bob's spam" \
 	"moderator is a member of recall_admin: it may recall any message, but" \
 	"only with a reason.  Without one it is refused; with one it is audited."
 sql_refused 42501 <<'SQL'
-SET ROLE moderator;
-SET recall.actor = 'carol';
+BEGIN;
+SET LOCAL ROLE moderator;
+SET LOCAL recall.actor = 'carol';
 SELECT recall.recall('messages', 3);
 SQL
 echo
 sql <<'SQL'
-SET ROLE moderator;
-SET recall.actor = 'carol';
+BEGIN;
+SET LOCAL ROLE moderator;
+SET LOCAL recall.actor = 'carol';
 SELECT recall.recall('messages', 3, reason => 'spam');
+COMMIT;
 SELECT id, sender, body, recalled_by, recall_reason FROM messages ORDER BY id;
 SQL
 check "message 3 is wiped and recalled by carol for spam" \

@@ -115,8 +115,8 @@ wait_for 10 stream_open || fail "the SSE stream did not open"
 
 echo
 echo "   relay-demo recalls message $ID:"
-echo "   SET recall.actor = 'relay-demo'; SELECT recall.recall('$TABLE', $ID);"
-psql_q -c "SET recall.actor = 'relay-demo'" -c "SELECT recall.recall('$TABLE', $ID)" >/dev/null ||
+echo "   BEGIN; SET LOCAL recall.actor = 'relay-demo'; SELECT recall.recall('$TABLE', $ID); COMMIT;"
+psql_q -c "BEGIN; SET LOCAL recall.actor = 'relay-demo'; SELECT recall.recall('$TABLE', $ID); COMMIT;" >/dev/null ||
 	fail "the recall failed"
 
 line_printed() {

@@ -14,6 +14,8 @@ set -euo pipefail
 #   libipc-run-perl, perl   PostgreSQL::Test::Cluster and prove (TAP tests)
 #   postgresql-15-dirtyread reads dead tuples (proof that content is gone)
 #   build-essential gcc make
+#   pgbouncer               the pooler test (transaction pooling, recall.actor_scope)
+#   nodejs, npm             the driver test (node-postgres, installed by the test)
 PACKAGES=(
 	postgresql-15
 	postgresql-server-dev-15
@@ -25,7 +27,14 @@ PACKAGES=(
 	build-essential
 	gcc
 	make
+	pgbouncer
+	nodejs
 )
+# Node.js builds from NodeSource bring their own npm and conflict with
+# Debian's npm package: ask for the package only when the command is missing.
+if ! command -v npm >/dev/null 2>&1; then
+	PACKAGES+=(npm)
+fi
 # pg_recall_relay (src/relay, built and installed with the extension when it
 # is in the tree) serves HTTP with libmicrohttpd, found through pkg-config.
 if [ -f "$(dirname "${BASH_SOURCE[0]}")/../src/relay/Makefile" ]; then

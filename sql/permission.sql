@@ -7,6 +7,9 @@
 SET client_min_messages = notice;
 SET TIME ZONE 'UTC';
 SET DateStyle = 'ISO, YMD';
+-- these scenarios SET recall.actor for the session; actor_scope.sql tests
+-- the default scope, 'transaction'
+SET recall.actor_scope = 'session';
 
 SET client_min_messages = warning;
 DROP ROLE IF EXISTS regress_perm_app;

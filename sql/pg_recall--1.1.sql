@@ -176,6 +176,17 @@ CREATE FUNCTION recall.recall(tbl regclass, id anyelement,
     AS 'MODULE_PATHNAME', 'recall_recall' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION recall.recall(regclass, anyelement, text, text) IS
     'recall one message by key: true if recalled now, false if already recalled';
+-- A driver's untyped parameter (node-postgres, psycopg, JDBC) cannot
+-- resolve anyelement (42804); an id of unknown type resolves to this one,
+-- the same C function, which casts the text to the key's type (or reads a
+-- composite key's JSON object).  Typed ids keep resolving as before: no
+-- implicit cast to text exists from the integer, uuid or jsonb types.
+CREATE FUNCTION recall.recall(tbl regclass, id text,
+                              actor text DEFAULT NULL, reason text DEFAULT NULL)
+    RETURNS boolean
+    AS 'MODULE_PATHNAME', 'recall_recall' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION recall.recall(regclass, text, text, text) IS
+    'recall one message by key given as text (an untyped parameter): true if recalled now, false if already recalled';
 
 CREATE FUNCTION recall._wiped_value(tbl regclass, col name) RETURNS text
     AS 'MODULE_PATHNAME', 'recall_wiped_value' LANGUAGE C STRICT STABLE;

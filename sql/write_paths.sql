@@ -5,6 +5,9 @@
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 SET client_min_messages = notice;
+-- these scenarios SET recall.actor for the session; actor_scope.sql tests
+-- the default scope, 'transaction'
+SET recall.actor_scope = 'session';
 
 CREATE TABLE messages (
     id              bigint PRIMARY KEY,

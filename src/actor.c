@@ -9,6 +9,11 @@
  * connection layer sets; under those two, naming anyone else is refused as
  * an impersonation attempt.
  *
+ * recall.actor_scope = 'transaction' refuses a recall.actor or
+ * recall.reason that a session-level SET left behind in an earlier
+ * transaction: behind a transaction-pooling pooler, that SET was probably
+ * made by another client of the same server connection.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -16,6 +21,8 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
 #include "pg_recall.h"
@@ -33,16 +40,89 @@ static bool claim_cache_is_object = false;
 bool		recall_actor_from_argument = false;
 
 /*
- * Refuse a recall: 42501, and a LOG line for the server log, since the
- * refused transaction rolls back (and a caller may catch the error).
+ * GUC's own records of recall.actor and recall.reason: where the current
+ * value comes from, and the values stacked by this transaction.
+ */
+static struct config_generic *actor_record = NULL;
+static struct config_generic *reason_record = NULL;
+
+/*
+ * The recall recall_resolve_actor resolved last, for recall_given_reason's
+ * refusal, which is called next for the same row and has no table.  Kept
+ * only when that refusal may happen, in TopMemoryContext.
+ */
+static Oid	resolved_relid = InvalidOid;
+static char *resolved_actor = NULL;
+
+static void refuse_on(const char *relname, const char *actor, const char *message,
+					  const char *detail, const char *hint) pg_attribute_noreturn();
+
+/* GUC's record of a setting defined by this module. */
+static struct config_generic *
+setting_record(const char *name)
+{
+	struct config_generic **vars;
+	int			nvars;
+
+#if PG_VERSION_NUM >= 160000
+	vars = get_guc_variables(&nvars);
+#else
+	vars = get_guc_variables();
+	nvars = GetNumConfigOptions();
+#endif
+	for (int i = 0; i < nvars; i++)
+		if (strcmp(vars[i]->name, name) == 0)
+			return vars[i];
+	elog(ERROR, "setting \"%s\" is not defined", name);
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * Find the records of recall.actor and recall.reason, once, after _PG_init
+ * defined them (a record lives as long as the process).
  */
 void
-recall_refuse(RecallTable *cfg, const char *actor, const char *message,
-			  const char *detail, const char *hint)
+recall_actor_init(void)
+{
+	actor_record = setting_record("recall.actor");
+	reason_record = setting_record("recall.reason");
+}
+
+/*
+ * Is the setting's value left over from an earlier transaction, so that
+ * recall.actor_scope = 'transaction' does not let it count?
+ *
+ * A SET, SET LOCAL or set_config() stores source PGC_S_SESSION and, while
+ * its transaction lasts, pushes the prior value on the record's stack;
+ * the end of the transaction (or a rollback to a savepoint) pops it.  So a
+ * session value with an empty stack was set by an earlier transaction.
+ * GUC keeps that stack exact in every case a mark of our own would have to
+ * follow: a SET LOCAL reverted at commit, a savepoint rolled back, a
+ * function's SET clause, and a value SET before this library was loaded
+ * (GUC re-applies it then, and drops the stack entry when it was
+ * committed).  Every other source (the connection's startup options, ALTER
+ * ROLE or DATABASE SET, the configuration file) belongs to this connection
+ * and counts.  Three loads, cheap enough for every row.
+ */
+static inline bool
+left_over(struct config_generic *record)
+{
+	return recall_actor_scope == RECALL_ACTOR_SCOPE_TRANSACTION &&
+		record->source == PGC_S_SESSION && record->stack == NULL;
+}
+
+/*
+ * Refuse a recall on the table named relname: 42501, and a LOG line for
+ * the server log, since the refused transaction rolls back (and a caller
+ * may catch the error).
+ */
+static void
+refuse_on(const char *relname, const char *actor, const char *message,
+		  const char *detail, const char *hint)
 {
 	ereport(LOG,
 			(errmsg("pg_recall: refused recall on table \"%s\" by actor \"%s\" (role \"%s\"): %s",
-					cfg->relname, actor ? actor : "",
+					relname ? relname : "", actor ? actor : "",
 					GetUserNameFromId(GetUserId(), true), message),
 			 detail ? errdetail_internal("%s", detail) : 0));
 	ereport(ERROR,
@@ -51,6 +131,34 @@ recall_refuse(RecallTable *cfg, const char *actor, const char *message,
 			 detail ? errdetail_internal("%s", detail) : 0,
 			 hint ? errhint("%s", hint) : 0));
 	pg_unreachable();
+}
+
+/* Refuse a recall on cfg's table (see refuse_on). */
+void
+recall_refuse(RecallTable *cfg, const char *actor, const char *message,
+			  const char *detail, const char *hint)
+{
+	refuse_on(cfg->relname, actor, message, detail, hint);
+}
+
+/*
+ * Refuse a recall that would use a setting left over from an earlier
+ * transaction; what names what the statement could give instead.
+ */
+static void
+refuse_left_over(const char *relname, const char *actor, const char *setting,
+				 const char *what)
+{
+	refuse_on(relname, actor,
+			  relname
+			  ? psprintf("permission denied to recall a message of table \"%s\" with setting \"%s\" from an earlier transaction",
+						 relname, setting)
+			  : psprintf("permission denied to recall with setting \"%s\" from an earlier transaction",
+						 setting),
+			  psprintf("Setting \"recall.actor_scope\" is \"transaction\", so \"%s\" counts only when set in the current transaction or for the connection itself (startup options, ALTER ROLE or ALTER DATABASE); this value was set by a session-level SET in an earlier transaction, possibly by another client of a pooled connection.",
+					   setting),
+			  psprintf("Use SET LOCAL %s or set_config('%s', ..., true) in the recalling transaction, or give %s in the statement.",
+					   setting, setting, what));
 }
 
 /*
@@ -108,8 +216,8 @@ check_impersonation(RecallTable *cfg, const char *identity, const char *named,
  * The actor of a recall on cfg's table; given is the statement's
  * recalled_by (NULL or empty when it gave none).
  */
-char *
-recall_resolve_actor(RecallTable *cfg, const char *given)
+static char *
+resolve_actor(RecallTable *cfg, const char *given)
 {
 	const char *identity;
 	const char *source;
@@ -119,10 +227,14 @@ recall_resolve_actor(RecallTable *cfg, const char *given)
 		if (given != NULL && given[0] != '\0')
 			return pstrdup(given);
 		if (recall_actor_guc != NULL && recall_actor_guc[0] != '\0')
+		{
+			if (left_over(actor_record))
+				refuse_left_over(cfg->relname, recall_actor_guc, "recall.actor",
+								 "the actor");
 			return pstrdup(recall_actor_guc);
+		}
 		return GetUserNameFromId(GetSessionUserId(), false);
 	}
-
 	if (cfg->actor_source == ACTOR_SOURCE_ROLE)
 	{
 		identity = GetUserNameFromId(GetUserId(), false);
@@ -165,17 +277,63 @@ recall_resolve_actor(RecallTable *cfg, const char *given)
 	check_impersonation(cfg, identity, given,
 						recall_actor_from_argument ? "the actor argument of recall.recall()" : "recalled_by",
 						source);
+
+	/*
+	 * Never the actor here, so never left over "where it would be used":
+	 * any value, even one from an earlier transaction, must name the
+	 * identity (fail closed).
+	 */
 	check_impersonation(cfg, identity, recall_actor_guc, "setting recall.actor", source);
 	return pstrdup(identity);
 }
 
-/* The reason of a recall: the statement's recall_reason, else recall.reason. */
+/*
+ * The actor of a recall on cfg's table; given is the statement's
+ * recalled_by (NULL or empty when it gave none).  When recall.reason is
+ * left over, remembers the table and actor for recall_given_reason, which
+ * the caller calls next for the same row and which then refuses unless
+ * the statement gives a reason (rare: nothing is copied otherwise).
+ */
+char *
+recall_resolve_actor(RecallTable *cfg, const char *given)
+{
+	char	   *actor = resolve_actor(cfg, given);
+
+	resolved_relid = InvalidOid;
+	if (recall_reason_guc != NULL && recall_reason_guc[0] != '\0' &&
+		left_over(reason_record))
+	{
+		if (resolved_actor != NULL)
+			pfree(resolved_actor);
+		resolved_actor = MemoryContextStrdup(TopMemoryContext, actor);
+		resolved_relid = cfg->root_relid;
+	}
+	return actor;
+}
+
+/*
+ * The reason of a recall: the statement's recall_reason, else
+ * recall.reason, unless recall.actor_scope refuses it as left over from
+ * an earlier transaction.  Called after recall_resolve_actor for the same
+ * row, whose table and actor a refusal names.
+ */
 char *
 recall_given_reason(const char *given)
 {
+	Oid			relid = resolved_relid;
+
+	/* the pairing holds for this row only */
+	resolved_relid = InvalidOid;
+
 	if (given != NULL && given[0] != '\0')
 		return pstrdup(given);
 	if (recall_reason_guc != NULL && recall_reason_guc[0] != '\0')
+	{
+		if (left_over(reason_record))
+			refuse_left_over(OidIsValid(relid) ? get_rel_name(relid) : NULL,
+							 OidIsValid(relid) ? resolved_actor : NULL,
+							 "recall.reason", "the reason");
 		return pstrdup(recall_reason_guc);
+	}
 	return NULL;
 }

@@ -26,6 +26,15 @@ char	   *recall_actor_guc = NULL;
 /* recall.reason: the reason of an admin recall */
 char	   *recall_reason_guc = NULL;
 
+/* recall.actor_scope: which recall.actor and recall.reason values count */
+int			recall_actor_scope = RECALL_ACTOR_SCOPE_TRANSACTION;
+
+static const struct config_enum_entry actor_scope_options[] = {
+	{"transaction", RECALL_ACTOR_SCOPE_TRANSACTION, false},
+	{"session", RECALL_ACTOR_SCOPE_SESSION, false},
+	{NULL, 0, false}
+};
+
 void		_PG_init(void);
 
 /*
@@ -61,6 +70,17 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+	DefineCustomEnumVariable("recall.actor_scope",
+							 gettext_noop("Which values of recall.actor and recall.reason a recall may use."),
+							 gettext_noop("'transaction': only values set in the current transaction or in the connection's startup options (a pooled connection carries session-level SETs over to other clients); 'session': any value."),
+							 &recall_actor_scope,
+							 RECALL_ACTOR_SCOPE_TRANSACTION,
+							 actor_scope_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+	/* after the definitions: it looks them up */
+	recall_actor_init();
 	/* the background dispatcher, when preloaded */
 	recall_dispatcher_register();
 

@@ -32,6 +32,17 @@ typedef enum RecallActorSource
 	ACTOR_SOURCE_SETTING
 } RecallActorSource;
 
+/*
+ * Which values of recall.actor and recall.reason count (recall.actor_scope):
+ * behind a transaction-pooling pooler, a session-level SET outlives the
+ * client that made it.
+ */
+typedef enum RecallActorScope
+{
+	RECALL_ACTOR_SCOPE_TRANSACTION, /* set in this transaction, or at startup */
+	RECALL_ACTOR_SCOPE_SESSION	/* any value */
+} RecallActorScope;
+
 /* One content column: what it is wiped to, and its type's empty value. */
 typedef struct RecallContentColumn
 {
@@ -131,6 +142,7 @@ typedef enum RecallLog
 /* pg_recall.c */
 extern char *recall_actor_guc;
 extern char *recall_reason_guc;
+extern int	recall_actor_scope;
 
 /* become.c */
 typedef struct RecallBecome
@@ -175,6 +187,7 @@ extern int64 recall_key_hash(Jsonb *pk);
 /* actor.c */
 extern char *recall_resolve_actor(RecallTable *cfg, const char *given);
 extern char *recall_given_reason(const char *given);
+extern void recall_actor_init(void);
 extern bool recall_actor_from_argument;
 extern void recall_refuse(RecallTable *cfg, const char *actor, const char *message,
 						  const char *detail, const char *hint) pg_attribute_noreturn();

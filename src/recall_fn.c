@@ -80,6 +80,21 @@ prepare_plans(RecallTable *cfg)
 static void
 convert_id(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 {
+	/*
+	 * Text for a composite key (a driver's untyped parameter resolves
+	 * recall.recall(regclass, text, ...)): the jsonb object as JSON text.
+	 */
+	if (argtype == TEXTOID && cfg->nkeys > 1)
+	{
+		Jsonb	   *jb = recall_parse_jsonb(TextDatumGetCString(id));
+
+		/* not JSON: refused below, as any id that is not jsonb */
+		if (jb != NULL)
+		{
+			id = JsonbPGetDatum(jb);
+			argtype = JSONBOID;
+		}
+	}
 	if (argtype == JSONBOID)
 	{
 		Jsonb	   *jb = DatumGetJsonbP(id);
@@ -175,7 +190,8 @@ convert_id_checked(RecallTable *cfg, Oid argtype, Datum id, Datum *keys)
 /*
  * recall.recall(tbl regclass, id anyelement, actor text, reason text)
  * returns boolean: true if recalled now, false if it already was; P0002 if
- * there is no such message.
+ * there is no such message.  Also recall.recall(tbl, id text, ...), which
+ * an id of unknown type (a driver's untyped parameter) resolves to.
  */
 Datum
 recall_recall(PG_FUNCTION_ARGS)

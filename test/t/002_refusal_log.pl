@@ -182,8 +182,9 @@ sub check_logged
 my $log;
 
 # 1. not the sender (statement source, actor from recall.actor)
-$log = refused_caught('not the sender', 'bob', q{SET recall.actor = 'bob';},
-	q{UPDATE messages SET recalled_at = now() WHERE id = 1});
+$log = refused_caught('not the sender', 'bob', '',
+	q{PERFORM set_config('recall.actor', 'bob', true);
+    UPDATE messages SET recalled_at = now() WHERE id = 1});
 check_logged('not the sender', $log, qr/\bbob\b/, qr/sender/i);
 
 # 1b. same through recall.recall()
@@ -299,7 +300,8 @@ unlike($log, qr/\Q$marker\E/, 'uncaught refusal: no content in the log');
 # Permitted recalls log no content either.
 $node->safe_psql(
 	'postgres', q{
-SET recall.actor = 'alice';
+BEGIN;
+SET LOCAL recall.actor = 'alice';
 SELECT recall.recall('messages'::regclass, 1);
 SET ROLE alice;
 UPDATE by_role SET recalled_at = now() WHERE id = 1;
@@ -308,6 +310,7 @@ SET request.jwt.claims = '{"sub": "alice"}';
 UPDATE claimed SET recalled_at = now() WHERE id = 1;
 SET app.uid = 'alice';
 SELECT recall.recall('set_plain'::regclass, 1);
+COMMIT;
 });
 is( $node->safe_psql(
 		'postgres',

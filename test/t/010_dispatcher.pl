@@ -279,21 +279,22 @@ sub wait_for_seqs
 
 # Recall messages of "messages" as alice, one statement per argument: a
 # number recalls that message with recall.recall(), an array reference
-# recalls its messages with one UPDATE.
+# recalls its messages with one UPDATE.  The statements name their actor,
+# so they work inside the caller's transaction blocks and outside them.
 sub recall_sql
 {
-	my @sql = ("SET recall.actor = 'alice';");
+	my @sql;
 	for my $what (@_)
 	{
 		if (ref $what)
 		{
 			push @sql,
-			  "UPDATE messages SET recalled_at = now() WHERE id IN ("
+			  "UPDATE messages SET recalled_at = now(), recalled_by = 'alice' WHERE id IN ("
 			  . join(',', @$what) . ");";
 		}
 		else
 		{
-			push @sql, "SELECT recall.recall('messages', ${what}::bigint);";
+			push @sql, "SELECT recall.recall('messages', ${what}::bigint, 'alice');";
 		}
 	}
 	return join("\n", @sql);
@@ -404,10 +405,10 @@ is_deeply(
 # on the table's own channel; a short key of the same table stays single
 $mark = scalar @{ $l->{got} };
 $node->safe_psql('postgres',
-	"SET recall.actor = 'alice'; SELECT recall.recall('longkeys', repeat('k', 9000));"
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('longkeys', repeat('k', 9000)); COMMIT;"
 );
 $node->safe_psql('postgres',
-	"SET recall.actor = 'alice'; SELECT recall.recall('longkeys', 'short'::text);");
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('longkeys', 'short'::text); COMMIT;");
 ok(wait_count($l, $mark + 2), 'oversize notifications arrive');
 {
 	my ($bigseq, $shortseq) = split /\n/,

@@ -178,7 +178,7 @@ ok(wait_for_log($err, qr/connected to the database/), 'relay connected');
 ok(-s $state, 'the start cursor (head) is saved before any event');
 
 $node->safe_psql('postgres',
-	"SET recall.actor = 'alice'; SELECT recall.recall('messages', 1)");
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('messages', 1); COMMIT");
 ok(wait_all_printed(), 'single recall printed');
 
 my ($events, $bad) = events_printed();
@@ -221,7 +221,7 @@ kill 'KILL', $relay;
 wait_exit($relay);
 admin_recall('id IN (5, 6)');
 $node->safe_psql('postgres',
-	"SET recall.actor = 'alice'; SELECT recall.recall('messages', 7)");
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('messages', 7); COMMIT");
 $relay = start_relay(args => [ '--state', $state ]);
 ok(wait_all_printed(), 'after kill -9 and restart: every event printed');
 ($events, $bad) = events_printed();

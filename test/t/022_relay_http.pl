@@ -303,7 +303,7 @@ is($a->{status}, 200, 'SSE: 200');
 admin_recall('id IN (1, 2, 3)');
 admin_recall('id IN (4, 5, 6, 7)');
 $node->safe_psql('postgres',
-	"SET recall.actor = 'alice'; SELECT recall.recall('messages', 8)");
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('messages', 8); COMMIT");
 admin_recall('id IN (9, 10)');
 ok(wait_lines(10), 'relay printed the 10 events');
 
@@ -340,7 +340,7 @@ my $last_b = $b->{events}[-1]{id};
 sse_close($b);
 admin_recall('id BETWEEN 11 AND 20');
 $node->safe_psql('postgres',
-	"SET recall.actor = 'alice'; SELECT recall.recall('messages', 21)");
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('messages', 21); COMMIT");
 ok(wait_lines(21), 'relay printed the next 11 events');
 
 my $a2 = sse_open('/events?conversation=1', last_id => $last_a);

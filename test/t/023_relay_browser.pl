@@ -92,7 +92,7 @@ sub recall
 {
 	my ($id) = @_;
 	$node->safe_psql('postgres',
-		"SET recall.actor = 'alice'; SELECT recall.recall('messages', $id)");
+		"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('messages', $id); COMMIT");
 }
 
 # ---------------------------------------------------------------------------

@@ -109,7 +109,7 @@ sub recall
 {
 	my ($table, $id, $actor) = @_;
 	$node->safe_psql($db,
-		"SET recall.actor = '$actor'; SELECT recall.recall('$table', $id)");
+		"BEGIN; SET LOCAL recall.actor = '$actor'; SELECT recall.recall('$table', $id); COMMIT");
 }
 
 # ---------------------------------------------------------------------------

@@ -113,7 +113,7 @@ sub recall
 {
 	my ($id) = @_;
 	$node->safe_psql($db,
-		"SET recall.actor = 'alice'; SELECT recall.recall('m', $id)");
+		"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('m', $id); COMMIT");
 }
 
 # ---------------------------------------------------------------------------

@@ -110,7 +110,7 @@ foreach my $who (qw(R C))
 }
 
 $primary->safe_psql($db,
-	"SET recall.actor = 'alice'; SELECT recall.recall('m', 5001)");
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('m', 5001); COMMIT");
 $scan = standby_scan();
 my @before = @{ $scan->{files} };
 found($scan, 'R', $where{$_}, 'standby after the recall, before the purge')
@@ -191,7 +191,7 @@ $old->query_safe(
 is($old->query_safe('SELECT count(*) FROM s2'),
 	'2', 'a standby session took its snapshot before the recall');
 $primary->safe_psql($db,
-	"SET recall.actor = 'alice'; SELECT recall.recall('s2', 1)");
+	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('s2', 1); COMMIT");
 @rows = purge_done($primary, $db, 's2');
 ok(!grep({ $_->[1] eq 'deferred' } @rows),
 	'the primary purged s2 (it does not know the standby\'s snapshot)');

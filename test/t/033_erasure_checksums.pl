@@ -229,9 +229,10 @@ is(found_count($scan, $batch1, qr/^(m_body_idx|h)$/), scalar(keys %$batch1),
 	'before the recall every message to recall is found');
 
 $node->safe_psql($db,
-	"SET recall.actor = 'alice';"
-	  . " SELECT count(recall.recall('m', i)) FROM generate_series(7, $ROWS, 50) i;"
-	  . " SELECT count(recall.recall('h', i)) FROM generate_series(7, 1000, 50) i;");
+	"BEGIN; SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('m', i)) FROM generate_series(7, $ROWS, 50) i; COMMIT;"
+	  . " BEGIN; SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('h', i)) FROM generate_series(7, 1000, 50) i; COMMIT;");
 is( $node->safe_psql(
 		$db,
 		"SELECT count(*) FROM generate_series(0, pg_relation_size('h') / 8192 - 1) b,"
@@ -278,9 +279,10 @@ $node->start;
 
 my $batch2 = markers(9);
 $node->safe_psql($db,
-	"SET recall.actor = 'alice';"
-	  . " SELECT count(recall.recall('m', i)) FROM generate_series(9, $ROWS, 50) i;"
-	  . " SELECT count(recall.recall('h', i)) FROM generate_series(9, 1000, 50) i;");
+	"BEGIN; SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('m', i)) FROM generate_series(9, $ROWS, 50) i; COMMIT;"
+	  . " BEGIN; SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('h', i)) FROM generate_series(9, 1000, 50) i; COMMIT;");
 my %batch2_m = map { $_ => $batch2->{$_} } grep { /^m/ } keys %$batch2;
 $scan = scan_all({ %$batch2, %ctl });
 @before = @{ $scan->{files} };
