@@ -49,9 +49,7 @@ GRANT SELECT ON recall.tables TO PUBLIC;
 -- Durable, append-only recall log.  Never holds content.  Written by C
 -- (heap insert plus every index, expression and partial ones included).
 CREATE TABLE recall.events (
-    -- cached per backend: a recall takes its seq without touching the
-    -- sequence's page (seq orders events within a transaction, never commits)
-    seq          bigint GENERATED ALWAYS AS IDENTITY (CACHE 32),
+    seq          bigint GENERATED ALWAYS AS IDENTITY,
     xid          xid8 NOT NULL,
     tbl          regclass NOT NULL,
     pk           jsonb NOT NULL,

@@ -524,14 +524,54 @@ recall_get_table_by_oid(Oid relid, bool missing_ok)
 	return cfg;
 }
 
+/*
+ * Output functions of the types whose text a recall takes (sender,
+ * conversation), looked up once per type: a per-row syscache lookup and
+ * fmgr_info would cost more than the conversion.
+ */
+#define OUTPUT_CACHE_SIZE 8
+typedef struct OutputCacheEntry
+{
+	Oid			typid;
+	FmgrInfo	finfo;
+} OutputCacheEntry;
+static OutputCacheEntry output_cache[OUTPUT_CACHE_SIZE];
+static int	output_cache_used = 0;
+
+static FmgrInfo *
+output_function(Oid typid)
+{
+	Oid			typoutput;
+	bool		typisvarlena;
+	OutputCacheEntry *e;
+
+	for (int i = 0; i < output_cache_used; i++)
+		if (output_cache[i].typid == typid)
+			return &output_cache[i].finfo;
+	getTypeOutputInfo(typid, &typoutput, &typisvarlena);
+	/* a full cache starts over: the types of a few tables fit */
+	if (output_cache_used == OUTPUT_CACHE_SIZE)
+		output_cache_used = 0;
+	e = &output_cache[output_cache_used];
+	fmgr_info_cxt(typoutput, &e->finfo, TopMemoryContext);
+	e->typid = typid;
+	output_cache_used++;
+	return &e->finfo;
+}
+
+/* Output-function text of a datum of type typid. */
+char *
+recall_output_text(Oid typid, Datum d)
+{
+	return OutputFunctionCall(output_function(typid), d);
+}
+
 /* Output-function text of a column of tuple; NULL (and *isnull) if null. */
 char *
 recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum, bool *isnull)
 {
 	bool		null;
 	Datum		d = heap_getattr(tuple, attnum, tupdesc, &null);
-	Oid			typoutput;
-	bool		typisvarlena;
 	Oid			typid = TupleDescAttr(tupdesc, attnum - 1)->atttypid;
 
 	if (isnull)
@@ -540,6 +580,5 @@ recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum, bool *isnu
 		return NULL;
 	if (typid == TEXTOID || typid == VARCHAROID)
 		return TextDatumGetCString(d);
-	getTypeOutputInfo(typid, &typoutput, &typisvarlena);
-	return OidOutputFunctionCall(typoutput, d);
+	return OutputFunctionCall(output_function(typid), d);
 }

@@ -130,6 +130,7 @@ typedef struct CopyLeaf
 	RegProcedure *eq_procs;		/* per match column: the index's equality */
 	Oid		   *collations;
 	FmgrInfo   *eq_finfo;		/* without an index: the type's equality */
+	bool		runs_user_code; /* its update may run a user's code */
 } CopyLeaf;
 
 static HTAB *CopyLeafHash = NULL;
@@ -488,6 +489,51 @@ match_index(Relation rel, int n, AttrNumber *atts)
 	return found;
 }
 
+/*
+ * Can changing a row of rel run code of a user's (a trigger that is not
+ * pg_recall's, a constraint, a generated column, an index expression or
+ * predicate)?  Such code runs with search_path pinned.
+ */
+static bool
+leaf_runs_user_code(Relation rel)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	List	   *indexes;
+	ListCell   *lc;
+	bool		found = false;
+
+	/* (an UPDATE or DELETE evaluates no default) */
+	if (constr != NULL && (constr->num_check > 0 || constr->has_generated_stored))
+		return true;
+	if (rel->trigdesc != NULL)
+	{
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			Trigger    *t = &rel->trigdesc->triggers[i];
+
+			if (strcmp(t->tgname, RECALL_GUARD_TRIGGER) != 0 &&
+				strcmp(t->tgname, "~recall_copy_guard") != 0 &&
+				strcmp(t->tgname, "~recall_copy_delete") != 0)
+				return true;
+		}
+	}
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		HeapTuple	tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(lfirst_oid(lc)));
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		found = !heap_attisnull(tup, Anum_pg_index_indexprs, NULL) ||
+			!heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		ReleaseSysCache(tup);
+		if (found)
+			break;
+	}
+	list_free(indexes);
+	return found;
+}
+
 /* How reg reaches the leaf relation rel (cached). */
 static CopyLeaf *
 copy_leaf(CopyReg *reg, Relation rel)
@@ -577,6 +623,7 @@ copy_leaf(CopyReg *reg, Relation rel)
 			leaf->collations[i] = att->attcollation;
 		}
 	}
+	leaf->runs_user_code = leaf_runs_user_code(rel);
 	MemoryContextSwitchTo(oldcxt);
 	leaf->valid = true;
 	return leaf;
@@ -590,13 +637,22 @@ typedef struct LeafChange
 	EPQState	epqstate;
 	TupleTableSlot *newslot;
 	List	   *residue;		/* {relid, block} pairs of the old versions */
+	RecallBecome become;		/* as the copy table's owner while changing */
 } LeafChange;
 
+/*
+ * Start changing rows of a leaf: as the copy table's owner, so that its
+ * triggers run with its rights and no more (search_path pinned when they,
+ * or anything else of a user's, may run).
+ */
 static void
-leaf_change_begin(LeafChange *lc, Relation rel, Snapshot snapshot)
+leaf_change_begin(LeafChange *lc, CopyReg *reg, CopyLeaf *leaf, Relation rel,
+				  Snapshot snapshot)
 {
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
 
+	recall_become(reg->copy_owner, SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS,
+				  leaf->runs_user_code, &lc->become);
 	lc->estate = CreateExecutorState();
 	rte->rtekind = RTE_RELATION;
 	rte->relid = RelationGetRelid(rel);
@@ -624,6 +680,7 @@ leaf_change_end(LeafChange *lc)
 	ExecResetTupleTable(lc->estate->es_tupleTable, false);
 	FreeExecutorState(lc->estate);
 	lc->estate = NULL;
+	recall_unbecome(&lc->become);
 }
 
 /* Does the slot's row hold the match values? (sequential scan only) */
@@ -759,7 +816,7 @@ treat_key_in_leaf(CopyReg *reg, CopyLeaf *leaf, Relation rel, Datum *match,
 			break;
 		}
 		if (change->estate == NULL)
-			leaf_change_begin(change, rel, snapshot);
+			leaf_change_begin(change, reg, leaf, rel, snapshot);
 		copy_row_residue(reg, leaf, slot, &change->residue);
 		if (reg->is_delete)
 			ExecSimpleRelationDelete(change->rri, change->estate, &change->epqstate, slot);
@@ -836,17 +893,17 @@ leaves_of(Oid relid, LOCKMODE lockmode)
 	return leaves;
 }
 
-/* Wipe or delete the copies, registered by reg, of the given keys. */
-static void
+/*
+ * Wipe or delete the copies, registered by reg, of the given keys.  Returns
+ * whether a row changed (the next registration must see the change).
+ */
+static bool
 treat_copies(CopyReg *reg, List *keys)
 {
-	RecallBecome become;
 	ListCell   *lc;
 	Datum	   *match = palloc(sizeof(Datum) * reg->nkeys);
+	bool		changed = false;
 
-	/* as the copy table's owner: its triggers run with its rights, no more */
-	recall_become(reg->copy_owner, SECURITY_RESTRICTED_OPERATION | SECURITY_NOFORCE_RLS,
-				  true, &become);
 	foreach(lc, leaves_of(reg->copy, RowExclusiveLock))
 	{
 		Relation	rel = table_open(lfirst_oid(lc), RowExclusiveLock);
@@ -862,10 +919,8 @@ treat_copies(CopyReg *reg, List *keys)
 			if (!convert_values(reg->nkeys, key, reg->key_types, reg->match_types, match))
 				continue;
 			/* a row that changed under the scan is looked up again */
-			for (int tries = 0;; tries++)
+			while (!treat_key_in_leaf(reg, leaf, rel, match, &change))
 			{
-				if (treat_key_in_leaf(reg, leaf, rel, match, &change))
-					break;
 				CHECK_FOR_INTERRUPTS();
 				CommandCounterIncrement();
 				PopActiveSnapshot();
@@ -873,12 +928,15 @@ treat_copies(CopyReg *reg, List *keys)
 			}
 		}
 		if (change.estate != NULL)
+		{
 			leaf_change_end(&change);
+			changed = true;
+		}
 		if (change.residue != NIL)
 			queue_residue(change.residue);
 		table_close(rel, NoLock);
 	}
-	recall_unbecome(&become);
+	return changed;
 }
 
 /*
@@ -966,7 +1024,8 @@ flush_copies(Snapshot statement)
 
 			foreach(rc, entry->as_tbl)
 			{
-				treat_copies((CopyReg *) lfirst(rc), p->keys);
+				if (!treat_copies((CopyReg *) lfirst(rc), p->keys))
+					continue;
 				/* the next registration sees these changes */
 				CommandCounterIncrement();
 				PopActiveSnapshot();

@@ -172,13 +172,12 @@ recall_toast_residue(struct varlena *attr, List **residue)
 static Datum
 residue_of(RecallTable *cfg, Relation rel, HeapTuple oldtup)
 {
-	List	   *residue = NIL;
 	TupleDesc	tupdesc = RelationGetDescr(rel);
+	List	   *toast = NIL;
 	Datum	   *elems;
-	int			n = 0;
+	int			n = 2;
 	ListCell   *lc;
 
-	residue_add(&residue, RelationGetRelid(rel), ItemPointerGetBlockNumber(&oldtup->t_self));
 	for (int i = 0; i < cfg->ncontent; i++)
 	{
 		bool		isnull;
@@ -188,10 +187,12 @@ residue_of(RecallTable *cfg, Relation rel, HeapTuple oldtup)
 			continue;
 		d = heap_getattr(oldtup, cfg->content[i].attnum, tupdesc, &isnull);
 		if (!isnull && VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(d)))
-			recall_toast_residue((struct varlena *) DatumGetPointer(d), &residue);
+			recall_toast_residue((struct varlena *) DatumGetPointer(d), &toast);
 	}
-	elems = palloc(sizeof(Datum) * list_length(residue));
-	foreach(lc, residue)
+	elems = palloc(sizeof(Datum) * (2 + list_length(toast)));
+	elems[0] = ObjectIdGetDatum(RelationGetRelid(rel));
+	elems[1] = ObjectIdGetDatum((Oid) ItemPointerGetBlockNumber(&oldtup->t_self));
+	foreach(lc, toast)
 		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
 	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
 }

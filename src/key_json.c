@@ -58,8 +58,12 @@ numeric_value(JsonbValue *v, const char *s)
 static void
 key_value(JsonbValue *v, Oid typid, Datum d)
 {
-	Oid			base = getBaseType(typid);
+	Oid			base = typid;
 	char		buf[MAXDATELEN + 1];
+
+	/* the common key types need no catalog lookup */
+	if (typid != INT8OID && typid != INT4OID && typid != TEXTOID && typid != UUIDOID)
+		base = getBaseType(typid);
 
 	switch (base)
 	{
@@ -140,13 +144,7 @@ key_value(JsonbValue *v, Oid typid, Datum d)
 		default:
 			break;
 	}
-	{
-		Oid			typoutput;
-		bool		typisvarlena;
-
-		getTypeOutputInfo(base, &typoutput, &typisvarlena);
-		string_value(v, OidOutputFunctionCall(typoutput, d));
-	}
+	string_value(v, recall_output_text(base, d));
 }
 
 /*

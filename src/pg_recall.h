@@ -168,6 +168,7 @@ extern void recall_retire_plan(SPIPlanPtr plan);
 extern void recall_retire_context(MemoryContext cxt);
 extern char *recall_text_of(HeapTuple tuple, TupleDesc tupdesc, AttrNumber attnum,
 							bool *isnull);
+extern char *recall_output_text(Oid typid, Datum d);
 
 /* wiped.c */
 extern const char *recall_empty_literal(Oid typid);
