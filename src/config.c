@@ -383,6 +383,8 @@ load_entry(RecallTable *entry, Relation rel)
 		RecallContentColumn *col = &fresh.content[i];
 		Form_pg_attribute att;
 		const char *empty;
+		Oid			base_type;
+		int32		base_typmod;
 
 		col->attnum = resolve_column(rel, NameStr(*DatumGetName(elems[i])));
 		att = TupleDescAttr(reldesc, col->attnum - 1);
@@ -390,14 +392,17 @@ load_entry(RecallTable *entry, Relation rel)
 		col->typlen = att->attlen;
 		col->typbyval = att->attbyval;
 		col->wiped_isnull = wipednulls[i];
+		/* as the base type: the domain's checks passed at enable() */
+		base_typmod = att->atttypmod;
+		base_type = getBaseTypeAndTypmod(att->atttypid, &base_typmod);
 		if (!wipednulls[i])
 			col->wiped = recall_datum_from_text(TextDatumGetCString(wiped[i]),
-											att->atttypid, att->atttypmod);
+												base_type, base_typmod);
 		empty = recall_empty_literal(att->atttypid);
 		if (empty != NULL)
 		{
 			col->has_empty = true;
-			col->empty = recall_datum_from_text(empty, att->atttypid, att->atttypmod);
+			col->empty = recall_datum_from_text(empty, base_type, base_typmod);
 		}
 	}
 

@@ -579,12 +579,17 @@ copy_leaf(CopyReg *reg, Relation rel)
 	for (int i = 0; i < reg->ncontent; i++)
 	{
 		Form_pg_attribute att;
+		int32		typmod;
+		Oid			base;
 
 		leaf->content_atts[i] = registered_column(RelationGetRelid(rel), reg->content_names[i]);
 		att = TupleDescAttr(desc, leaf->content_atts[i] - 1);
+		typmod = att->atttypmod;
+		base = getBaseTypeAndTypmod(att->atttypid, &typmod);
 		leaf->wiped_null[i] = (reg->wiped[i] == NULL);
+		/* as the base type: the domain's checks passed at add_copy() */
 		leaf->wiped[i] = leaf->wiped_null[i] ? (Datum) 0
-			: recall_datum_from_text(reg->wiped[i], att->atttypid, att->atttypmod);
+			: recall_datum_from_text(reg->wiped[i], base, typmod);
 	}
 	leaf->index = match_index(rel, reg->nkeys, leaf->match_atts);
 	leaf->eq_procs = palloc0(sizeof(RegProcedure) * reg->nkeys);

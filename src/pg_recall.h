@@ -173,6 +173,7 @@ extern char *recall_output_text(Oid typid, Datum d);
 /* wiped.c */
 extern const char *recall_empty_literal(Oid typid);
 extern Datum recall_datum_from_text(const char *text, Oid typid, int32 typmod);
+extern char *recall_wiped_literal(Relation rel, AttrNumber attnum);
 extern bool recall_content_is_wiped(RecallContentColumn *col, Datum value,
 									bool isnull, bool *is_exactly_wiped);
 

@@ -22,6 +22,9 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
 
 #include "pg_recall.h"
 
@@ -86,40 +89,65 @@ recall_content_is_wiped(RecallContentColumn *col, Datum value, bool isnull,
 }
 
 /*
- * recall._wiped_value(tbl regclass, col name) returns text
- *
- * The wiped value of a content column as text, NULL for a nullable column;
- * 22023 for a NOT NULL column with neither a constant default nor an empty
- * value.
+ * Does a column refuse NULL: its own NOT NULL, or a NOT NULL domain
+ * anywhere in its type's chain of domains?  (A NOT NULL domain column
+ * wiped to NULL would make its rows fail a dump's restore.)
  */
-Datum
-recall_wiped_value(PG_FUNCTION_ARGS)
+static bool
+column_is_not_null(Form_pg_attribute att)
 {
-	Oid			relid = PG_GETARG_OID(0);
-	Name		colname = PG_GETARG_NAME(1);
+	Oid			typid = att->atttypid;
+
+	if (att->attnotnull)
+		return true;
+	for (;;)
+	{
+		HeapTuple	tup = SearchSysCache1(TYPEOID, ObjectIdGetDatum(typid));
+		Form_pg_type typ;
+		bool		notnull;
+		Oid			base;
+
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for type %u", typid);
+		typ = (Form_pg_type) GETSTRUCT(tup);
+		notnull = (typ->typtype == TYPTYPE_DOMAIN && typ->typnotnull);
+		base = typ->typbasetype;
+		ReleaseSysCache(tup);
+		if (notnull)
+			return true;
+		if (!OidIsValid(base))
+			return false;
+		typid = base;
+	}
+}
+
+/* What wiped_literal works on, for recall_try-free owner switching. */
+typedef struct WipedCall
+{
 	Relation	rel;
-	int			attnum;
-	Form_pg_attribute att;
+	AttrNumber	attnum;
+	char	   *literal;		/* result; NULL for SQL NULL */
+} WipedCall;
+
+/*
+ * The wiped value of a column as text (NULL for SQL NULL).  Evaluating a
+ * default or checking a domain may run the table owner's code: the caller
+ * switches to that owner first.
+ */
+static void
+wiped_literal(WipedCall *call)
+{
+	Relation	rel = call->rel;
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), call->attnum - 1);
 	Node	   *def;
 	char	   *literal = NULL;
 
-	rel = relation_open(relid, AccessShareLock);
-	attnum = SPI_fnumber(RelationGetDescr(rel), NameStr(*colname));
-	if (attnum <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_COLUMN),
-				 errmsg("column \"%s\" of relation \"%s\" does not exist",
-						NameStr(*colname), RelationGetRelationName(rel))));
-	att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	call->literal = NULL;
+	if (!column_is_not_null(att))
+		return;
 
-	if (!att->attnotnull)
-	{
-		relation_close(rel, AccessShareLock);
-		PG_RETURN_NULL();
-	}
-
-	/* a constant DEFAULT is the tombstone the DBA chose */
-	def = build_column_default(rel, attnum);
+	/* a constant DEFAULT (the column's or its domain's) is the DBA's tombstone */
+	def = build_column_default(rel, call->attnum);
 	if (def != NULL)
 	{
 		def = eval_const_expressions(NULL, def);
@@ -142,16 +170,63 @@ recall_wiped_value(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("content column \"%s\" of type %s is NOT NULL and has no wiped value",
-							NameStr(*colname), format_type_be(att->atttypid)),
+							NameStr(att->attname), format_type_be(att->atttypid)),
 					 errdetail("A NOT NULL content column is wiped to its constant default, or to the empty value of a string, bytea, json, jsonb, array or tsvector type."),
 					 errhint("Drop the NOT NULL constraint of column \"%s\", or give it a constant default to serve as the tombstone.",
-							 NameStr(*colname))));
+							 NameStr(att->attname))));
 		literal = pstrdup(empty);
-
-		/* the column's own input function (domain checks included) must accept it */
-		(void) recall_datum_from_text(literal, att->atttypid, att->atttypmod);
 	}
 
+	/* the column's own input function (domain checks included) must accept it */
+	(void) recall_datum_from_text(literal, att->atttypid, att->atttypmod);
+	call->literal = literal;
+}
+
+/*
+ * The wiped value of column attnum of rel, as text, or NULL.  Runs as the
+ * table's owner with SECURITY_RESTRICTED_OPERATION and search_path pinned:
+ * a default's functions and a domain's checks are the owner's code, never
+ * to be run with the rights of whoever calls enable() (a superuser, say).
+ */
+char *
+recall_wiped_literal(Relation rel, AttrNumber attnum)
+{
+	WipedCall	call = {rel, attnum, NULL};
+	RecallBecome become;
+
+	recall_become(rel->rd_rel->relowner, SECURITY_RESTRICTED_OPERATION, true, &become);
+	wiped_literal(&call);
+	recall_unbecome(&become);
+	return call.literal;
+}
+
+/*
+ * recall._wiped_value(tbl regclass, col name) returns text
+ *
+ * The wiped value of a content column as text, NULL for a nullable column;
+ * 22023 for a NOT NULL column with neither a constant default nor an empty
+ * value.  The caller must own the table.
+ */
+Datum
+recall_wiped_value(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Name		colname = PG_GETARG_NAME(1);
+	Relation	rel;
+	int			attnum;
+	char	   *literal;
+
+	recall_check_owner(relid);
+	rel = relation_open(relid, AccessShareLock);
+	attnum = SPI_fnumber(RelationGetDescr(rel), NameStr(*colname));
+	if (attnum <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						NameStr(*colname), RelationGetRelationName(rel))));
+	literal = recall_wiped_literal(rel, (AttrNumber) attnum);
 	relation_close(rel, AccessShareLock);
+	if (literal == NULL)
+		PG_RETURN_NULL();
 	PG_RETURN_TEXT_P(cstring_to_text(literal));
 }
