@@ -13,6 +13,7 @@ set -euo pipefail
 #   postgresql-common       pg_virtualenv (throwaway clusters for tests, demo)
 #   libipc-run-perl, perl   PostgreSQL::Test::Cluster and prove (TAP tests)
 #   postgresql-15-dirtyread reads dead tuples (proof that content is gone)
+#   sqlsmith                random queries for the fuzz test (test/t/041_fuzz.pl)
 #   build-essential gcc make
 PACKAGES=(
 	postgresql-15
@@ -22,6 +23,7 @@ PACKAGES=(
 	libipc-run-perl
 	perl
 	postgresql-15-dirtyread
+	sqlsmith
 	build-essential
 	gcc
 	make
