@@ -224,15 +224,17 @@ SET SESSION AUTHORIZATION regress_sec_attacker;
 CREATE TABLE regress_sec.m11 (id int PRIMARY KEY, sender text, body text);
 CREATE TABLE regress_sec.q11 (qid int PRIMARY KEY, ref int, quoted text);
 CREATE INDEX ON regress_sec.q11 (ref);
-INSERT INTO regress_sec.m11 VALUES (1, 'regress_sec_attacker', 'c11-secret');
-INSERT INTO regress_sec.q11 VALUES (1, 1, 'c11-secret');
+INSERT INTO regress_sec.m11 VALUES (1, 'regress_sec_attacker', 'c11-secret'),
+                                   (2, 'regress_sec_attacker', 'c11-two');
+INSERT INTO regress_sec.q11 VALUES (1, 1, 'c11-secret'), (2, 2, 'c11-two');
 SELECT recall.enable('regress_sec.m11', '{body}', sender => 'sender') IS NOT NULL AS enabled;
 SELECT recall.add_copy('regress_sec.m11', 'regress_sec.q11', '{ref}', '{quoted}');
 SELECT regress_sec_util.state($$UPDATE regress_sec.m11 SET recalled_at = now(), id = 1000 WHERE id = 1$$) AS recall_and_rekey;
-SELECT regress_sec_util.state($$INSERT INTO regress_sec.m11 VALUES (1, 'regress_sec_attacker', 'x') ON CONFLICT (id) DO UPDATE SET recalled_at = now(), id = 1001$$) AS upsert_recall_and_rekey;
 SELECT regress_sec_util.state($$UPDATE regress_sec.m11 SET recalled_at = now() WHERE id = 1$$) AS recall;
-SELECT id, body, recalled_at IS NOT NULL AS recalled FROM regress_sec.m11 ORDER BY id;
 SELECT qid, ref, quoted FROM regress_sec.q11 ORDER BY qid;
+-- the same through INSERT ... ON CONFLICT DO UPDATE
+SELECT regress_sec_util.state($$INSERT INTO regress_sec.m11 VALUES (2, 'regress_sec_attacker', 'x') ON CONFLICT (id) DO UPDATE SET recalled_at = now(), id = 1002$$) AS upsert_recall_and_rekey;
+SELECT id, body, recalled_at IS NOT NULL AS recalled FROM regress_sec.m11 ORDER BY id;
 RESET SESSION AUTHORIZATION;
 SELECT pk FROM recall.events WHERE tbl = 'regress_sec.m11'::regclass ORDER BY seq;
 
