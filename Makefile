@@ -40,7 +40,7 @@ PG_CFLAGS = -Wall -Werror
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench fuzz
 
 ifneq ($(PGXS),)
 include $(PGXS)
@@ -78,3 +78,12 @@ test: setup
 
 bench: setup
 	@bash scripts/bench.sh
+
+# A long sqlsmith run (test/t/041_fuzz.pl; make test runs a short one):
+# FUZZ_QUERIES queries per role, a new seed each run (RECALL_FUZZ_SEED to
+# replay one).
+FUZZ_QUERIES ?= 20000
+fuzz: setup
+	@RECALL_TAP=test/t/041_fuzz.pl RECALL_FUZZ_QUERIES=$(FUZZ_QUERIES) \
+	 RECALL_FUZZ_SEED=$${RECALL_FUZZ_SEED:-$$(date +%s)} \
+	 RECALL_TEST_TIMEOUT=$${RECALL_TEST_TIMEOUT:-14400} bash scripts/test.sh

@@ -13,6 +13,7 @@ set -euo pipefail
 #   postgresql-common       pg_virtualenv (throwaway clusters for tests, demo)
 #   libipc-run-perl, perl   PostgreSQL::Test::Cluster and prove (TAP tests)
 #   postgresql-15-dirtyread reads dead tuples (proof that content is gone)
+#   sqlsmith                random queries for the fuzz test (test/t/041_fuzz.pl)
 #   build-essential gcc make
 #   pgbouncer               the pooler test (transaction pooling, recall.actor_scope)
 #   nodejs, npm             the driver test (node-postgres, installed by the test)
@@ -24,6 +25,7 @@ PACKAGES=(
 	libipc-run-perl
 	perl
 	postgresql-15-dirtyread
+	sqlsmith
 	build-essential
 	gcc
 	make

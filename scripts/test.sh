@@ -17,6 +17,9 @@
 #   PG_CONFIG           pg_config of the server to test (default: PostgreSQL 15's)
 #   RECALL_TEST_TIMEOUT seconds allowed to each runner (default 360)
 #   PG_TEST_NOCLEAN     keep the TAP copy and its tmp_check after the run
+#   RECALL_TAP          run only these TAP files (space-separated paths, e.g.
+#                       test/t/041_fuzz.pl) and no pg_regress or isolation
+#                       suite (`make fuzz`)
 
 set -uo pipefail
 
@@ -249,7 +252,9 @@ echo "installed into $("$PG_CONFIG" --pkglibdir) and $("$PG_CONFIG" --sharedir)/
 REGRESS_TESTS=$(find sql -maxdepth 1 -name '*.sql' ! -name 'pg_recall--*' 2>/dev/null | sort)
 ISOLATION_TESTS=$(find test/specs -maxdepth 1 -name '*.spec' 2>/dev/null | sort)
 
-if [ -n "$REGRESS_TESTS$ISOLATION_TESTS" ]; then
+if [ -n "${RECALL_TAP:-}" ]; then
+	SUMMARIES+=("pg_regress: skipped (RECALL_TAP)" "isolation:  skipped (RECALL_TAP)")
+elif [ -n "$REGRESS_TESTS$ISOLATION_TESTS" ]; then
 	banner "pg_regress and isolation suites (pg_virtualenv -- make installcheck)"
 	rm -rf results output_iso regression.diffs regression.out
 	cat >"$WORK/installcheck.sh" <<'EOF'
@@ -302,7 +307,11 @@ fi
 # ---------------------------------------------------------------------------
 # TAP, from a copy of the tree: initdb refuses root, so as root the copy
 # belongs to the postgres user and prove runs as postgres.
-mapfile -t TAP_TESTS < <(find test/t -maxdepth 1 -name '*.pl' 2>/dev/null | sort)
+if [ -n "${RECALL_TAP:-}" ]; then
+	read -ra TAP_TESTS <<<"$RECALL_TAP"
+else
+	mapfile -t TAP_TESTS < <(find test/t -maxdepth 1 -name '*.pl' 2>/dev/null | sort)
+fi
 if [ "${#TAP_TESTS[@]}" -gt 0 ]; then
 	banner "TAP tests (prove test/t/*.pl)"
 	TAPDIR=$WORK/tap/pg_recall
