@@ -21,6 +21,7 @@ OBJS = \
 	src/purge.o \
 	src/recall_fn.o \
 	src/registry.o \
+	src/registry_check.o \
 	src/compat_1_0.o
 
 DATA = $(wildcard sql/pg_recall--*.sql)

@@ -19,6 +19,8 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "catalog/pg_authid.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/guc_tables.h"
@@ -242,7 +244,21 @@ resolve_actor(RecallTable *cfg, const char *given)
 	}
 	else
 	{
-		const char *raw = GetConfigOption(cfg->actor_setting, true, false);
+		const char *raw;
+
+		/*
+		 * Read with the caller's privileges: a superuser-only setting
+		 * (data_directory, primary_conninfo) names no one for others, and
+		 * its value appears nowhere.
+		 */
+		if ((GetConfigOptionFlags(cfg->actor_setting, true) & GUC_SUPERUSER_ONLY) &&
+			!has_privs_of_role(GetUserId(), ROLE_PG_READ_ALL_SETTINGS))
+			recall_refuse(cfg, given,
+						  "permission denied to recall without an identity",
+						  psprintf("Setting \"%s\", the actor source of table \"%s\", is readable by superusers only.",
+								   cfg->actor_setting, cfg->relname),
+						  "Name the actor in a setting the application role may read, such as request.jwt.claims.");
+		raw = GetConfigOption(cfg->actor_setting, true, true);
 
 		if (cfg->actor_claim != NULL)
 		{

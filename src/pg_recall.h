@@ -182,6 +182,11 @@ extern char *recall_jsonb_scalar_text(JsonbValue *v);
 extern char *recall_jsonb_field_text(Jsonb *jb, const char *key, bool *is_object);
 extern Jsonb *recall_parse_jsonb(const char *text);
 
+/* registry_check.c */
+extern void recall_check_protectable(Relation rel);
+extern void recall_check_registry_row(HeapTupleHeader row, TupleDesc desc, Oid relid);
+extern void recall_check_copies_row(HeapTupleHeader row, TupleDesc desc, Oid tbl, Oid copy);
+
 /* key_json.c */
 extern Jsonb *recall_key_jsonb(int n, char **names, Oid *types, Datum *values, bool *nulls);
 extern int64 recall_key_hash(Jsonb *pk);

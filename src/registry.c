@@ -21,6 +21,7 @@
 #include "utils/acl.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/typcache.h"
 
 #include "pg_recall.h"
 
@@ -67,6 +68,13 @@ recall_registry_put(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("registry entry has no table")));
 	recall_check_owner(relid);
+	{
+		TupleDesc	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(entry),
+												  HeapTupleHeaderGetTypMod(entry));
+
+		recall_check_registry_row(entry, desc, relid);
+		ReleaseTupleDesc(desc);
+	}
 
 	registry_exec("DELETE FROM recall.tables WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl",
 				  rowtype, PG_GETARG_DATUM(0), SPI_OK_DELETE);
@@ -104,10 +112,23 @@ recall_copies_put(PG_FUNCTION_ARGS)
 	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
 	bool		isnull;
 	Oid			tbl = DatumGetObjectId(GetAttributeByName(entry, "tbl", &isnull));
-	Oid			copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &isnull));
+	Oid			copy;
+	TupleDesc	desc;
 
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("copy registration has no table")));
+	copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("copy registration has no copy table")));
 	recall_check_owner(tbl);
 	recall_check_owner(copy);
+	desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(entry), HeapTupleHeaderGetTypMod(entry));
+	recall_check_copies_row(entry, desc, tbl, copy);
+	ReleaseTupleDesc(desc);
 	registry_exec("DELETE FROM recall.copies WHERE tbl OPERATOR(pg_catalog.=) ($1).tbl"
 				  " AND copy OPERATOR(pg_catalog.=) ($1).copy"
 				  " AND match OPERATOR(pg_catalog.=) ($1).match",
@@ -128,10 +149,16 @@ recall_copies_delete(PG_FUNCTION_ARGS)
 {
 	HeapTupleHeader entry = PG_GETARG_HEAPTUPLEHEADER(0);
 	Oid			rowtype = get_fn_expr_argtype(fcinfo->flinfo, 0);
-	bool		isnull;
-	Oid			tbl = DatumGetObjectId(GetAttributeByName(entry, "tbl", &isnull));
-	Oid			copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &isnull));
+	bool		tnull;
+	bool		cnull;
+	Oid			tbl = DatumGetObjectId(GetAttributeByName(entry, "tbl", &tnull));
+	Oid			copy = DatumGetObjectId(GetAttributeByName(entry, "copy", &cnull));
 	uint64		n;
+
+	if (tnull || cnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("copy registration has no table or no copy table")));
 
 	recall_check_owner(tbl);
 	recall_check_owner(copy);

@@ -220,9 +220,11 @@ $node->command_ok([ 'pg_dump', '-Fp', '-f', $dump_plain, '-d', 'src' ],
 	'pg_dump plain');
 
 my $plain = slurp_file($dump_plain);
-like($plain, qr/CREATE TRIGGER "~recall_guard" BEFORE UPDATE ON public\.messages/,
+like($plain, qr/CREATE TRIGGER "~recall_guard" BEFORE INSERT OR UPDATE ON public\.messages/,
 	'dump holds the guard trigger');
-like($plain, qr/CONSTRAINT recall_wiped CHECK/, 'dump holds the CHECK');
+like($plain, qr/ENABLE ALWAYS TRIGGER "~recall_guard"/,
+	'dump keeps the guard firing always');
+unlike($plain, qr/CONSTRAINT recall_wiped CHECK/, 'dump holds no CHECK (the guard holds the invariant)');
 like($plain, qr/CREATE VIEW public\.messages_visible/, 'dump holds the view');
 unlike($plain, qr/alice one|bob four/,
 	'dump holds no recalled content');
@@ -245,19 +247,19 @@ foreach my $db ('dst_custom', 'dst_plain')
 	is($node->safe_psql($db, $registry_sql),
 		$src{registry}, "$db: registry rows back, actor sources included");
 	is($node->safe_psql($db, $triggers_sql),
-		$src{triggers}, "$db: ~recall_guard, ~recall_event, ~recall_notify back");
+		$src{triggers}, "$db: ~recall_guard back, firing always");
 	is( $node->safe_psql(
 			$db, q{SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
 			       WHERE tgrelid = 'messages'::regclass AND tgname LIKE '~recall%'}),
-		'~recall_event,~recall_guard,~recall_notify',
-		"$db: messages has its three triggers");
+		'~recall_guard',
+		"$db: messages has its guard trigger");
 	is( $node->safe_psql(
 			$db, q{SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger
 			       WHERE tgrelid = 'parted_2'::regclass AND tgname LIKE '~recall%'}),
-		'~recall_event,~recall_guard',
-		"$db: partitions carry the cloned row triggers (statement triggers stay on the parent)");
+		'~recall_guard',
+		"$db: partitions carry the cloned guard trigger");
 	is($node->safe_psql($db, $constraints_sql),
-		$src{constraints}, "$db: CHECK recall_wiped back");
+		$src{constraints}, "$db: constraints back as they were");
 	is($node->safe_psql($db, $views_sql),
 		$src{views}, "$db: views back, security_invoker kept");
 	is($node->safe_psql($db, $rows_sql), $src{rows}, "$db: rows identical");

@@ -234,7 +234,7 @@ is(v($p, 'pg_recall_relay_sse_clients'), 2, 'SSE clients: 2 after another connec
 for my $id (1 .. 4)
 {
 	$node->safe_psql('postgres',
-		"SET recall.actor = 'alice'; SELECT recall.recall('messages', $id)");
+		"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('messages', $id); COMMIT");
 }
 admin_recall("id = $_") for 5 .. 7;
 $p = wait_metrics('7 events relayed',

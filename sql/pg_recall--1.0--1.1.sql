@@ -1,117 +1,38 @@
-/* pg_recall--1.1.sql: objects of the recall schema (fresh install of 1.1) */
+/* pg_recall--1.0--1.1.sql: from 1.0 to 1.1 (also the second half of a fresh 1.1 install) */
 
-\echo Use "CREATE EXTENSION pg_recall" to load this file. \quit
+\echo Use "ALTER EXTENSION pg_recall UPDATE TO '1.1'" to load this file. \quit
 
--- Roles are cluster-wide: create them only when missing, never drop them.
-DO $roles$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'recall_admin') THEN
-        CREATE ROLE recall_admin NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'recall_auditor') THEN
-        CREATE ROLE recall_auditor NOLOGIN;
-    END IF;
-END
-$roles$;
+-- What 1.1 changes:
+--  * one trigger per enabled table, "~recall_guard" (BEFORE INSERT OR
+--    UPDATE, FOR EACH ROW, ENABLE ALWAYS, no WHEN clause), instead of 1.0's
+--    three triggers and its CHECK constraint recall_wiped: it writes the
+--    event row itself and holds the invariant;
+--  * the event log keeps one ordering index, (xid, seq); the jsonb (tbl, pk)
+--    index gives way to a partial (tbl, key_hash) index, written only for
+--    tables with copies; each event records where the recalled version's
+--    bytes are (residue), for the targeted purge;
+--  * erasure state for the purger, the rebuilder and the sweep;
+--  * guards against DDL that would leave a table unguarded.
 
-GRANT USAGE ON SCHEMA recall TO PUBLIC;
+-- Registry: the zone a timestamp (without time zone) sent_at is read in.
+ALTER TABLE recall.tables ADD COLUMN sent_at_timezone text;
 
--- Registry: one row per enabled table, written only through recall.enable().
-CREATE TABLE recall.tables (
-    tbl                 regclass PRIMARY KEY,
-    key_columns         name[] NOT NULL,
-    content             name[] NOT NULL,
-    wiped_values        text[] NOT NULL,    -- per content column; NULL element: SQL NULL
-    sender              name,
-    sent_at             name,
-    sent_at_unit        text CHECK (sent_at_unit IN ('s', 'ms')),
-    conversation        name,
-    recall_window       interval,
-    channel             text NOT NULL DEFAULT 'recall',
-    on_recalled_write   text NOT NULL DEFAULT 'error'
-                        CHECK (on_recalled_write IN ('error', 'keep_wiped')),
-    actor_source        text NOT NULL DEFAULT 'statement'
-                        CHECK (actor_source IN ('statement', 'role', 'setting')),
-    actor_setting       text,
-    actor_claim         text,
-    view_name           name NOT NULL,
-    enabled_at          timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    -- the time zone a timestamp (without time zone) sent_at is read in: the
-    -- one in effect when enable() ran, so that no session can move a window
-    sent_at_timezone    text,
-    CHECK (pg_catalog.cardinality(content) >= 1
-           AND pg_catalog.cardinality(content) = pg_catalog.cardinality(wiped_values))
-);
-COMMENT ON TABLE recall.tables IS 'tables enabled for recall and their settings';
-SELECT pg_catalog.pg_extension_config_dump('recall.tables', '');
-GRANT SELECT ON recall.tables TO PUBLIC;
-
--- Durable, append-only recall log.  Never holds content.  Written by C
--- (heap insert plus every index, expression and partial ones included).
-CREATE TABLE recall.events (
-    seq          bigint GENERATED ALWAYS AS IDENTITY,
-    xid          xid8 NOT NULL,
-    tbl          regclass NOT NULL,
-    pk           jsonb NOT NULL,
-    conversation text,
-    actor        text NOT NULL,
-    db_role      name NOT NULL,
-    reason       text,
-    privileged   boolean NOT NULL,
-    recalled_at  timestamptz NOT NULL,
-    -- for the background dispatcher: events of one statement share a group;
-    -- NULL when the recall transaction sent the notification itself
-    dispatch_group integer,
-    -- jsonb_hash_extended(pk, 0) when tbl has registered copies: a copy
-    -- guard finds the recall of a deleted message through it
-    key_hash     bigint,
-    -- where the recalled version's bytes are, for the purge: pairs of
-    -- {relation, block} (the old heap version, its TOAST chunks)
-    residue      oid[]
-);
--- events_after(), the dispatcher and the purger read in (xid, seq) order
-CREATE INDEX events_xid_seq_idx ON recall.events (xid, seq);
--- copy guards ask whether a deleted message was recalled (tables with copies only)
+-- Event log: one ordering index; key_hash and residue.
+ALTER TABLE recall.events DROP CONSTRAINT events_pkey;
+DROP INDEX recall.events_tbl_pk_idx;
+ALTER TABLE recall.events ADD COLUMN key_hash bigint, ADD COLUMN residue oid[];
+COMMENT ON COLUMN recall.events.key_hash IS
+    'jsonb_hash_extended(pk, 0) when tbl has registered copies: a copy guard finds the recall of a deleted message through it';
+COMMENT ON COLUMN recall.events.residue IS
+    'where the recalled version''s bytes are, for the purge: pairs {relation, block}';
+UPDATE recall.events e SET key_hash = pg_catalog.jsonb_hash_extended(e.pk, 0)
+WHERE e.tbl IN (SELECT c.tbl FROM recall.copies c);
 CREATE INDEX events_key_idx ON recall.events (tbl, key_hash) WHERE key_hash IS NOT NULL;
-COMMENT ON TABLE recall.events IS 'one row per recalled message; never holds content';
-REVOKE ALL ON recall.events FROM PUBLIC;
-
--- How far the background dispatcher has notified, as an events_after cursor.
-CREATE TABLE recall.dispatch_state (
-    only_row  boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    xid       xid8 NOT NULL,
-    seq       bigint NOT NULL,
-    done      text[] NOT NULL DEFAULT '{}',  -- events sent above the position
-    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
-);
-INSERT INTO recall.dispatch_state (xid, seq)
-    SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()), 0;
-REVOKE ALL ON recall.dispatch_state FROM PUBLIC;
-
--- Copies of messages' text in other rows, wiped or deleted with them.
-CREATE TABLE recall.copies (
-    tbl           regclass NOT NULL,
-    copy          regclass NOT NULL,
-    match         name[] NOT NULL,
-    content       name[],
-    wiped_values  text[],
-    action        text NOT NULL CHECK (action IN ('wipe', 'delete')),
-    PRIMARY KEY (tbl, copy, match),
-    CHECK ((action = 'wipe') = (content IS NOT NULL))
-);
-CREATE INDEX copies_copy_idx ON recall.copies (copy);
-COMMENT ON TABLE recall.copies IS 'copies of enabled tables'' messages (quotes, previews, side tables, versions)';
-SELECT pg_catalog.pg_extension_config_dump('recall.copies', '');
-GRANT SELECT ON recall.copies TO PUBLIC;
 
 -- Erasure state (the purger's).  How far each table's recalled versions
 -- have been erased: every event up to (xid, seq) in (xid, seq) order.
-CREATE TABLE recall.purge_state (
-    tbl        regclass PRIMARY KEY,
-    xid        xid8 NOT NULL,
-    seq        bigint NOT NULL DEFAULT 0,
-    purged_at  timestamptz
-);
+ALTER TABLE recall.purge_state ADD COLUMN seq bigint NOT NULL DEFAULT 0,
+    ALTER COLUMN purged_at DROP NOT NULL;
 REVOKE ALL ON recall.purge_state FROM PUBLIC;
 
 -- Residue of copies wiped or deleted by a recall ({relation, block} pairs of
@@ -143,32 +64,14 @@ CREATE TABLE recall.sweep_state (
 );
 REVOKE ALL ON recall.sweep_state FROM PUBLIC;
 
--- Privileged actions.  Never holds content.
-CREATE TABLE recall.audit (
-    at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    xid      xid8 NOT NULL,
-    action   text NOT NULL,
-    tbl      regclass NOT NULL,
-    pk       jsonb NOT NULL,
-    actor    text NOT NULL,
-    db_role  name NOT NULL,
-    reason   text NOT NULL
-);
-CREATE INDEX audit_at_idx ON recall.audit (at);
-COMMENT ON TABLE recall.audit IS 'recalls made with admin power; readable by recall_auditor';
-REVOKE ALL ON recall.audit FROM PUBLIC;
-GRANT SELECT ON recall.audit TO recall_auditor;
--- An audit trail must survive a dump and restore.
-SELECT pg_catalog.pg_extension_config_dump('recall.audit', '');
-
 -- C functions ---------------------------------------------------------------
 
-CREATE FUNCTION recall.guard_trigger() RETURNS trigger
+CREATE OR REPLACE FUNCTION recall.guard_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'recall_guard_trigger' LANGUAGE C;
 COMMENT ON FUNCTION recall.guard_trigger() IS
     'BEFORE INSERT OR UPDATE row trigger: the recall (stamp, permission, wipe, event), frozen recalled rows, the invariant';
 
-CREATE FUNCTION recall.recall(tbl regclass, id anyelement,
+CREATE OR REPLACE FUNCTION recall.recall(tbl regclass, id anyelement,
                               actor text DEFAULT NULL, reason text DEFAULT NULL)
     RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_recall' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
@@ -179,33 +82,33 @@ COMMENT ON FUNCTION recall.recall(regclass, anyelement, text, text) IS
 -- the same C function, which casts the text to the key's type (or reads a
 -- composite key's JSON object).  Typed ids keep resolving as before: no
 -- implicit cast to text exists from the integer, uuid or jsonb types.
-CREATE FUNCTION recall.recall(tbl regclass, id text,
+CREATE OR REPLACE FUNCTION recall.recall(tbl regclass, id text,
                               actor text DEFAULT NULL, reason text DEFAULT NULL)
     RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_recall' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION recall.recall(regclass, text, text, text) IS
     'recall one message by key given as text (an untyped parameter): true if recalled now, false if already recalled';
 
-CREATE FUNCTION recall._wiped_value(tbl regclass, col name) RETURNS text
+CREATE OR REPLACE FUNCTION recall._wiped_value(tbl regclass, col name) RETURNS text
     AS 'MODULE_PATHNAME', 'recall_wiped_value' LANGUAGE C STRICT STABLE;
 
-CREATE FUNCTION recall._registry_put(entry recall.tables) RETURNS void
+CREATE OR REPLACE FUNCTION recall._registry_put(entry recall.tables) RETURNS void
     AS 'MODULE_PATHNAME', 'recall_registry_put' LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION recall._registry_delete(tbl regclass) RETURNS boolean
+CREATE OR REPLACE FUNCTION recall._registry_delete(tbl regclass) RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_registry_delete' LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION recall._copies_put(entry recall.copies) RETURNS void
+CREATE OR REPLACE FUNCTION recall._copies_put(entry recall.copies) RETURNS void
     AS 'MODULE_PATHNAME', 'recall_copies_put' LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION recall._copies_delete(entry recall.copies) RETURNS boolean
+CREATE OR REPLACE FUNCTION recall._copies_delete(entry recall.copies) RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_copies_delete' LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION recall._treat_existing_copies(tbl regclass, copy regclass, match name[])
+CREATE OR REPLACE FUNCTION recall._treat_existing_copies(tbl regclass, copy regclass, match name[])
     RETURNS bigint
     AS 'MODULE_PATHNAME', 'recall_treat_existing_copies' LANGUAGE C STRICT VOLATILE;
 
-CREATE FUNCTION recall.copy_guard_trigger() RETURNS trigger
+CREATE OR REPLACE FUNCTION recall.copy_guard_trigger() RETURNS trigger
     AS 'MODULE_PATHNAME', 'recall_copy_guard_trigger' LANGUAGE C;
 COMMENT ON FUNCTION recall.copy_guard_trigger() IS
     'row trigger on a copy table: a row pointing at a recalled message is wiped or not kept';
@@ -214,7 +117,7 @@ COMMENT ON FUNCTION recall.copy_guard_trigger() IS
 
 -- Reading the event log -----------------------------------------------------
 
-CREATE FUNCTION recall.events_after(after text DEFAULT NULL, max_events integer DEFAULT 1000)
+CREATE OR REPLACE FUNCTION recall.events_after(after text DEFAULT NULL, max_events integer DEFAULT 1000)
     RETURNS TABLE (cursor text, seq bigint, tbl regclass, pk jsonb,
                    conversation text, actor text, privileged boolean,
                    recalled_at timestamptz)
@@ -222,7 +125,7 @@ CREATE FUNCTION recall.events_after(after text DEFAULT NULL, max_events integer 
 COMMENT ON FUNCTION recall.events_after(text, integer) IS
     'committed recall events after a cursor, gap-free, in (xid, seq) order';
 
-CREATE FUNCTION recall.head() RETURNS text
+CREATE OR REPLACE FUNCTION recall.head() RETURNS text
 LANGUAGE sql VOLATILE AS $$
     SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::pg_catalog.text
            OPERATOR(pg_catalog.||) ':0'
@@ -230,7 +133,7 @@ $$;
 COMMENT ON FUNCTION recall.head() IS
     'a cursor at now: events_after(head()) returns only events not yet visible';
 
-CREATE FUNCTION recall.prune_events(older_than interval) RETURNS bigint
+CREATE OR REPLACE FUNCTION recall.prune_events(older_than interval) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     n bigint;
@@ -260,7 +163,7 @@ GRANT EXECUTE ON FUNCTION recall.prune_events(interval) TO recall_admin;
 -- UPDATE fires the table's own triggers, which must see the caller's path;
 -- every name of ours is schema-qualified instead.
 
-CREATE FUNCTION recall._base_type(typ oid) RETURNS oid
+CREATE OR REPLACE FUNCTION recall._base_type(typ oid) RETURNS oid
 LANGUAGE sql STABLE STRICT AS $$
     WITH RECURSIVE d(t, base, depth) AS (
         SELECT t.oid, t.typbasetype, 0 FROM pg_catalog.pg_type t WHERE t.oid = typ
@@ -272,12 +175,12 @@ LANGUAGE sql STABLE STRICT AS $$
 $$;
 
 -- A table's plain name, for messages.
-CREATE FUNCTION recall._relname(tbl regclass) RETURNS name
+CREATE OR REPLACE FUNCTION recall._relname(tbl regclass) RETURNS name
 LANGUAGE sql STABLE STRICT AS $$
     SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = tbl
 $$;
 
-CREATE FUNCTION recall._check_owner(tbl regclass, what text) RETURNS pg_catalog.pg_class
+CREATE OR REPLACE FUNCTION recall._check_owner(tbl regclass, what text) RETURNS pg_catalog.pg_class
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     rel pg_catalog.pg_class;
@@ -302,7 +205,7 @@ END
 $$;
 
 -- The view's name: <table>_visible, shortened to fit NAMEDATALEN.
-CREATE FUNCTION recall._view_name(relname name) RETURNS name
+CREATE OR REPLACE FUNCTION recall._view_name(relname name) RETURNS name
 LANGUAGE plpgsql IMMUTABLE STRICT AS $$
 DECLARE
     base text := relname;
@@ -317,7 +220,7 @@ $$;
 -- Refuse a table whose rows pg_recall could not guard: a temporary table
 -- (its registry row would outlive it), and plain inheritance (rows of a
 -- child are read and updated through its parent, but have no trigger).
-CREATE FUNCTION recall._check_protectable(tbl regclass) RETURNS void
+CREATE OR REPLACE FUNCTION recall._check_protectable(tbl regclass) RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     rel pg_catalog.pg_class;
@@ -346,7 +249,7 @@ $$;
 
 -- Drop the triggers and constraint recall.enable() puts on a table (and
 -- those of pg_recall 1.0: two more triggers and a CHECK constraint).
-CREATE FUNCTION recall._drop_objects(tbl regclass) RETURNS void
+CREATE OR REPLACE FUNCTION recall._drop_objects(tbl regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     t name;
@@ -365,7 +268,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION recall.enable(tbl regclass, content name[],
+CREATE OR REPLACE FUNCTION recall.enable(tbl regclass, content name[],
                               sender name DEFAULT NULL,
                               sent_at name DEFAULT NULL,
                               conversation name DEFAULT NULL,
@@ -718,7 +621,7 @@ $enable$;
 COMMENT ON FUNCTION recall.enable(regclass, name[], name, name, name, interval, text, text, text, text, text, text) IS
     'enable recall on a messages table; returns its <table>_visible view';
 
-CREATE FUNCTION recall.disable(tbl regclass) RETURNS void
+CREATE OR REPLACE FUNCTION recall.disable(tbl regclass) RETURNS void
 LANGUAGE plpgsql AS $disable$
 DECLARE
     rel  pg_catalog.pg_class;
@@ -747,7 +650,7 @@ COMMENT ON FUNCTION recall.disable(regclass) IS
 
 -- recall.recall_sender: an admin's bulk recall of one author's messages ------
 
-CREATE FUNCTION recall.recall_sender(tbl regclass, sender text, reason text,
+CREATE OR REPLACE FUNCTION recall.recall_sender(tbl regclass, sender text, reason text,
                                      since timestamptz DEFAULT NULL,
                                      until timestamptz DEFAULT NULL)
 RETURNS bigint
@@ -809,7 +712,7 @@ COMMENT ON FUNCTION recall.recall_sender(regclass, text, text, timestamptz, time
 -- Copies ------------------------------------------------------------------
 
 -- (Re)create the guard triggers of a copy table from its registrations.
-CREATE FUNCTION recall._copy_guards(copy regclass) RETURNS void
+CREATE OR REPLACE FUNCTION recall._copy_guards(copy regclass) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     has_any     boolean;
@@ -841,7 +744,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION recall.add_copy(tbl regclass, copy regclass, match name[],
+CREATE OR REPLACE FUNCTION recall.add_copy(tbl regclass, copy regclass, match name[],
                                 content name[] DEFAULT NULL,
                                 action text DEFAULT 'wipe')
 RETURNS void
@@ -959,7 +862,7 @@ $add_copy$;
 COMMENT ON FUNCTION recall.add_copy(regclass, regclass, name[], name[], text) IS
     'register a table holding copies of tbl''s messages, wiped or deleted on recall';
 
-CREATE FUNCTION recall.drop_copy(tbl regclass, copy regclass, match name[]) RETURNS void
+CREATE OR REPLACE FUNCTION recall.drop_copy(tbl regclass, copy regclass, match name[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     entry recall.copies;
@@ -983,23 +886,23 @@ COMMENT ON FUNCTION recall.drop_copy(regclass, regclass, name[]) IS
 
 -- Erasure -------------------------------------------------------------------
 
-CREATE FUNCTION recall.purge(tbl regclass DEFAULT NULL)
+CREATE OR REPLACE FUNCTION recall.purge(tbl regclass DEFAULT NULL)
     RETURNS TABLE (relation regclass, kind text, pages_scanned bigint,
                    pages_scrubbed bigint, bytes_zeroed bigint, rebuilt boolean)
     AS 'MODULE_PATHNAME', 'recall_purge' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION recall.purge(regclass) IS
     'erase recalled content from the heap, TOAST and index pages of enabled tables (NULL: all you own)';
 
-CREATE FUNCTION recall._clear_statistics(tbl regclass, col name) RETURNS void
+CREATE OR REPLACE FUNCTION recall._clear_statistics(tbl regclass, col name) RETURNS void
     AS 'MODULE_PATHNAME', 'recall_clear_statistics' LANGUAGE C STRICT VOLATILE;
 
 -- With pg_recall preloaded, start this database's dispatcher at commit.
-CREATE FUNCTION recall._wake_dispatcher() RETURNS boolean
+CREATE OR REPLACE FUNCTION recall._wake_dispatcher() RETURNS boolean
     AS 'MODULE_PATHNAME', 'recall_wake_dispatcher' LANGUAGE C VOLATILE;
 SELECT recall._wake_dispatcher();
 
 -- Keep the registry in step with DROP TABLE.
-CREATE FUNCTION recall._on_sql_drop() RETURNS event_trigger
+CREATE OR REPLACE FUNCTION recall._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     copies oid[];
@@ -1027,5 +930,185 @@ BEGIN
       AND d.objsubid = 0;
 END
 $$;
-CREATE EVENT TRIGGER recall_sql_drop ON sql_drop
-    EXECUTE FUNCTION recall._on_sql_drop();
+
+-- Keep what pg_recall relies on from being changed under it -----------------
+
+-- The columns the registry names for a table (as message table or copy),
+-- with what they are registered as.
+CREATE OR REPLACE FUNCTION recall._registered_columns(rel oid)
+RETURNS TABLE (col name, what text, tbl regclass)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT u.col, u.what, t.tbl
+    FROM recall.tables t,
+         LATERAL (SELECT k, 'a key column' FROM unnest(t.key_columns) AS k
+                  UNION ALL SELECT c, 'a content column' FROM unnest(t.content) AS c
+                  UNION ALL SELECT r, 'a recall column'
+                            FROM unnest(ARRAY['recalled_at', 'recalled_by', 'recall_reason']::name[]) AS r
+                  UNION ALL SELECT t.sender, 'the sender column' WHERE t.sender IS NOT NULL
+                  UNION ALL SELECT t.sent_at, 'the sent_at column' WHERE t.sent_at IS NOT NULL
+                  UNION ALL SELECT t.conversation, 'the conversation column'
+                            WHERE t.conversation IS NOT NULL) AS u(col, what)
+    WHERE t.tbl::oid = rel
+    UNION ALL
+    SELECT u.col, u.what, c.tbl
+    FROM recall.copies c,
+         LATERAL (SELECT m, 'a match column of a copy' FROM unnest(c.match) AS m
+                  UNION ALL SELECT x, 'a content column of a copy'
+                            FROM unnest(coalesce(c.content, '{}'::name[])) AS x) AS u(col, what)
+    WHERE c.copy::oid = rel
+$$;
+
+-- Refuse inheritance around an enabled table or a copy: its rows would be
+-- read and updated through a relative that has no guard.
+CREATE OR REPLACE FUNCTION recall._check_inheritance(rel oid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    parent oid;
+    child  oid;
+BEGIN
+    SELECT i.inhparent, i.inhrelid INTO parent, child
+    FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid
+    WHERE (i.inhrelid = rel OR i.inhparent = rel) AND NOT k.relispartition
+      AND (EXISTS (SELECT FROM recall.tables t WHERE t.tbl::oid IN (i.inhparent, i.inhrelid))
+           OR EXISTS (SELECT FROM recall.copies c WHERE c.copy::oid IN (i.inhparent, i.inhrelid)))
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'cannot make table "%" inherit from "%"',
+                        (SELECT relname FROM pg_class WHERE oid = child),
+                        (SELECT relname FROM pg_class WHERE oid = parent)
+            USING ERRCODE = '0A000',
+                  DETAIL = 'pg_recall guards one of them; rows reached through plain inheritance would not be guarded.',
+                  HINT = 'Use declarative partitioning (partitions are guarded).';
+    END IF;
+END
+$$;
+
+-- After ALTER TABLE, CREATE TABLE, CREATE or ALTER TRIGGER: registered
+-- columns still there under their names, no inheritance, the guard still
+-- the last BEFORE ROW trigger and firing ALWAYS.
+CREATE OR REPLACE FUNCTION recall._on_ddl_end() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cmd    record;
+    rel    oid;
+    r      record;
+    late   name;
+    mode   "char";
+BEGIN
+    IF NOT EXISTS (SELECT FROM recall.tables) THEN
+        RETURN;
+    END IF;
+    FOR cmd IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+        IF cmd.classid = 'pg_catalog.pg_trigger'::regclass THEN
+            SELECT g.tgrelid INTO rel FROM pg_trigger g WHERE g.oid = cmd.objid;
+        ELSIF cmd.classid = 'pg_catalog.pg_class'::regclass THEN
+            rel := cmd.objid;
+        ELSE
+            CONTINUE;
+        END IF;
+        IF rel IS NULL THEN
+            CONTINUE;
+        END IF;
+
+        FOR r IN SELECT * FROM recall._registered_columns(rel) c
+                 WHERE NOT EXISTS (SELECT FROM pg_attribute a
+                                   WHERE a.attrelid = rel AND a.attname = c.col
+                                     AND a.attnum > 0 AND NOT a.attisdropped) LOOP
+            RAISE EXCEPTION 'cannot rename column "%" of table "%"', r.col,
+                            (SELECT relname FROM pg_class WHERE oid = rel)
+                USING ERRCODE = '0A000',
+                      DETAIL = format('Column "%s" is registered with pg_recall as %s of table %s.',
+                                      r.col, r.what, r.tbl),
+                      HINT = 'Disable recall (recall.disable or recall.drop_copy) first, then register the table again.';
+        END LOOP;
+
+        PERFORM recall._check_inheritance(rel);
+
+        -- the guard of an enabled table (or of one of its partitions)
+        IF EXISTS (SELECT FROM pg_trigger g WHERE g.tgrelid = rel AND g.tgname = '~recall_guard') THEN
+            SELECT g.tgenabled INTO mode FROM pg_trigger g
+            WHERE g.tgrelid = rel AND g.tgname = '~recall_guard';
+            -- (enable() creates it, then makes it ALWAYS: only ALTER TABLE counts)
+            IF mode <> 'A' AND cmd.command_tag = 'ALTER TABLE' THEN
+                RAISE WARNING 'trigger "~recall_guard" of table "%" no longer fires always',
+                              (SELECT relname FROM pg_class WHERE oid = rel)
+                    USING DETAIL = 'Recalls on the table are not enforced while it is disabled or fires only in some replication roles.',
+                          HINT = format('ALTER TABLE %s ENABLE ALWAYS TRIGGER "~recall_guard";', rel::regclass);
+            END IF;
+            SELECT g.tgname INTO late FROM pg_trigger g
+            WHERE g.tgrelid = rel AND NOT g.tgisinternal AND g.tgenabled <> 'D'
+              AND (g.tgtype & 1) = 1 AND (g.tgtype & 2) = 2 AND (g.tgtype & 20) <> 0
+              AND g.tgname COLLATE "C" > '~recall_guard'
+            ORDER BY g.tgname COLLATE "C" LIMIT 1;
+            IF FOUND THEN
+                RAISE WARNING 'trigger "%" on table "%" fires after "~recall_guard"', late,
+                              (SELECT relname FROM pg_class WHERE oid = rel)
+                    USING DETAIL = 'It could put recalled content back, so pg_recall refuses every write to the table while it exists.',
+                          HINT = 'Rename the trigger so that its name sorts before "~recall_guard".';
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER recall_ddl_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER')
+    EXECUTE FUNCTION recall._on_ddl_end();
+
+-- DROP COLUMN of a registered column (with or without CASCADE).
+CREATE OR REPLACE FUNCTION recall._on_column_drop() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    d record;
+    r record;
+BEGIN
+    FOR d IN SELECT * FROM pg_event_trigger_dropped_objects() o
+             WHERE o.classid = 'pg_catalog.pg_class'::regclass AND o.objsubid > 0
+               AND o.object_type = 'table column' LOOP
+        -- the table itself is not being dropped (then nothing is left to guard)
+        CONTINUE WHEN EXISTS (SELECT FROM pg_event_trigger_dropped_objects() t
+                              WHERE t.classid = 'pg_catalog.pg_class'::regclass
+                                AND t.objid = d.objid AND t.objsubid = 0);
+        FOR r IN SELECT * FROM recall._registered_columns(d.objid) c
+                 WHERE c.col = d.address_names[3] LOOP
+            RAISE EXCEPTION 'cannot drop column "%" of table "%" because pg_recall uses it',
+                            r.col, d.address_names[2]
+                USING ERRCODE = '2BP01',
+                      DETAIL = format('Column "%s" is registered as %s of table %s.', r.col, r.what, r.tbl),
+                      HINT = 'Disable recall (recall.disable or recall.drop_copy) first.';
+        END LOOP;
+    END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER recall_column_drop ON sql_drop
+    WHEN TAG IN ('ALTER TABLE')
+    EXECUTE FUNCTION recall._on_column_drop();
+
+-- Enabled tables and copy tables: 1.1's trigger instead of 1.0's triggers
+-- and CHECK (recall._drop_objects drops both generations).
+DO $convert$
+DECLARE
+    t recall.tables;
+    c regclass;
+BEGIN
+    FOR t IN SELECT * FROM recall.tables LOOP
+        PERFORM recall._drop_objects(t.tbl);
+        EXECUTE pg_catalog.format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
+                                  'EXECUTE FUNCTION recall.guard_trigger()', '~recall_guard', t.tbl);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', t.tbl, '~recall_guard');
+        -- 1.0 read a timestamp sent_at in the session's zone: fix today's
+        IF t.sent_at IS NOT NULL AND (SELECT recall._base_type(a.atttypid)
+                                       FROM pg_catalog.pg_attribute a
+                                       WHERE a.attrelid = t.tbl AND a.attname = t.sent_at)
+                                      = 'pg_catalog.timestamp'::pg_catalog.regtype THEN
+            UPDATE recall.tables r SET sent_at_timezone = pg_catalog.current_setting('TimeZone')
+            WHERE r.tbl = t.tbl;
+        END IF;
+    END LOOP;
+    FOR c IN SELECT DISTINCT x.copy FROM recall.copies x LOOP
+        PERFORM recall._copy_guards(c);
+    END LOOP;
+END
+$convert$;
+
+DROP FUNCTION recall.event_trigger();
+DROP FUNCTION recall.notify_trigger();
