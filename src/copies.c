@@ -855,6 +855,8 @@ treat_key_in_leaf(CopyReg *reg, CopyLeaf *leaf, Relation rel, Datum *match,
 static void
 queue_residue(List *residue)
 {
+	if (!recall_log_exists(RECALL_LOG_PURGE_QUEUE))
+		return;
 	while (residue != NIL)
 	{
 		Oid			relid = linitial_oid(residue);

@@ -126,6 +126,20 @@ log_relid(RecallLog which)
 }
 
 /*
+ * Does the log exist?  A database still on 1.0 (between the installation of
+ * this library and ALTER EXTENSION UPDATE) has no recall.purge_queue: the
+ * residue it would hold has no purge to read it there.
+ */
+bool
+recall_log_exists(RecallLog which)
+{
+	if (OidIsValid(logs[which].relid))
+		return true;
+	return OidIsValid(get_relname_relid(log_names[which],
+										get_namespace_oid("recall", false)));
+}
+
+/*
  * Learn the indexes of a log (its relation is open and locked): their
  * IndexInfo and predicates, compiled once for the backend.
  */

@@ -216,6 +216,7 @@ extern void recall_events_init(void);
 /* log_writer.c */
 extern void recall_log_append(RecallLog which, Datum *values, bool *nulls, int ncols);
 extern int64 recall_log_next_seq(void);
+extern bool recall_log_exists(RecallLog which);
 extern void recall_log_writer_init(void);
 extern void recall_log_writer_invalidate(Oid relid);
 

@@ -203,6 +203,7 @@ CREATE DOMAIN nn_text AS text NOT NULL;
 CREATE TABLE m17 (id int PRIMARY KEY, sender text, body nn_text);
 INSERT INTO m17 VALUES (1, 'alice', 'c17-' || 'secret'), (2, 'alice', 'kept');
 SELECT recall.enable('m17', '{body}', sender => 'sender');
+SET recall.actor_scope = 'session';
 SET recall.actor = 'alice';
 UPDATE m17 SET recalled_at = now() WHERE id = 1;
 });

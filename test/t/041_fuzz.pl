@@ -117,6 +117,7 @@ SELECT recall.add_copy('chat.messages', 'chat.quotes', '{ref}', '{quoted}');
 SELECT recall.add_copy('chat.messages', 'chat.previews', '{last_id}', '{preview}');
 SELECT recall.add_copy('chat.composite', 'chat.search', '{a,b}', action => 'delete');
 -- recalls (events), one of them deleted since
+SET recall.actor_scope = 'session';
 SET recall.actor = 'alice';
 UPDATE chat.messages SET recalled_at = now() WHERE id IN (2, 4, 6, 296, 298);
 UPDATE chat.parted SET recalled_at = now() WHERE id IN (1, 2, 3, 4);
