@@ -37,7 +37,7 @@ PG_CFLAGS = -Wall -Werror
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench deb
 
 ifneq ($(PGXS),)
 include $(PGXS)
@@ -75,3 +75,10 @@ test: setup
 
 bench: setup
 	@bash scripts/bench.sh
+
+# The Debian package postgresql-15-pg-recall (debian/, pg_buildext), built in
+# a copy of the tree: the .deb lands in $(DEB_DIR) (default build/deb).
+DEB_DIR ?= build/deb
+deb:
+	@bash scripts/setup.sh --deb
+	@bash scripts/deb.sh $(DEB_DIR)
