@@ -41,7 +41,7 @@ PG_CFLAGS = -Wall -Werror
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 
-.PHONY: setup demo test bench fuzz
+.PHONY: setup demo test bench fuzz deb
 
 ifneq ($(PGXS),)
 include $(PGXS)
@@ -88,3 +88,10 @@ fuzz: setup
 	@RECALL_TAP=test/t/041_fuzz.pl RECALL_FUZZ_QUERIES=$(FUZZ_QUERIES) \
 	 RECALL_FUZZ_SEED=$${RECALL_FUZZ_SEED:-$$(date +%s)} \
 	 RECALL_TEST_TIMEOUT=$${RECALL_TEST_TIMEOUT:-14400} bash scripts/test.sh
+
+# The Debian package postgresql-15-pg-recall (debian/, pg_buildext), built in
+# a copy of the tree: the .deb lands in $(DEB_DIR) (default build/deb).
+DEB_DIR ?= build/deb
+deb:
+	@bash scripts/setup.sh --deb
+	@bash scripts/deb.sh $(DEB_DIR)

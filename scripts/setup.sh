@@ -5,8 +5,20 @@
 # Debian bookworm: installs the missing packages with apt-get, as root or
 # through sudo.  Idempotent, and silent when everything is already there.
 # Needs nothing from PostgreSQL itself, so it runs before pg_config exists.
+# `setup.sh --deb` (make deb, and make test's package test) also installs
+# what building the Debian package needs.
 
 set -euo pipefail
+
+DEB=
+case "${1:-}" in
+'') ;;
+--deb) DEB=yes ;;
+*)
+	echo "usage: setup.sh [--deb]" >&2
+	exit 2
+	;;
+esac
 
 # Everything pg_recall's build, tests and demo use:
 #   postgresql-15, postgresql-server-dev-15, libpq-dev  the server, PGXS, libpq
@@ -42,6 +54,13 @@ fi
 if [ -f "$(dirname "${BASH_SOURCE[0]}")/../src/relay/Makefile" ]; then
 	# curl: the demo's SSE step; chromium: the relay's browser test
 	PACKAGES+=(libmicrohttpd-dev pkg-config curl chromium)
+fi
+# Building the Debian package (debian/, scripts/deb.sh), only with --deb:
+#   postgresql-server-dev-all  pg_buildext's control.in rules (debian/rules)
+#   debhelper, dpkg-dev         dh and dpkg-buildpackage (no fakeroot: the
+#                               package declares Rules-Requires-Root: no)
+if [ -n "$DEB" ]; then
+	PACKAGES+=(postgresql-server-dev-all debhelper dpkg-dev)
 fi
 
 # Run a command as root: directly when we are root, else through sudo.

@@ -9,8 +9,11 @@
 #   3. TAP tests (test/t/*.pl) with prove and PostgreSQL::Test::Cluster, from
 #      a copy of the tree owned by the postgres user when run as root (initdb
 #      refuses to run as root)
-#   4. each runner's summary, then one line "N passed, N failed" counting
-#      pg_regress tests, isolation specs and TAP files
+#   4. the Debian package (test/deb/package.sh): make deb, dpkg -i, CREATE
+#      and ALTER EXTENSION on a throwaway cluster, then the package purged
+#      and the files of step 1 put back
+#   5. each runner's summary, then one line "N passed, N failed" counting
+#      pg_regress tests, isolation specs, TAP files and the package test
 # Exits non-zero when anything fails.
 #
 # Environment:
@@ -20,6 +23,8 @@
 #   RECALL_TAP          run only these TAP files (space-separated paths, e.g.
 #                       test/t/041_fuzz.pl) and no pg_regress or isolation
 #                       suite (`make fuzz`)
+#   RECALL_TEST_DEB     1 (default here): step 4 may write into /usr; 0: skip
+#                       it; build: build and look into the .deb only
 
 set -uo pipefail
 
@@ -131,9 +136,9 @@ count_pg_regress() {
 # Count a prove run by test file, from "Files=N, Tests=M" and the files named
 # in its "Test Summary Report" with failed subtests, a non-zero exit or wait
 # status, or parse errors (a file listed only for "TODO passed" did not fail).
-# Arguments: log file, exit status.
+# Arguments: log file, exit status[, label of its summary line (TAP)].
 count_prove() {
-	local log=$1 rc=$2 files tests result nfail p f line
+	local log=$1 rc=$2 label=${3:-TAP} files tests result nfail p f line
 	files=$(sed -nE 's/^Files=([0-9]+), Tests=([0-9]+),.*/\1/p' "$log" | tail -n 1)
 	tests=$(sed -nE 's/^Files=([0-9]+), Tests=([0-9]+),.*/\2/p' "$log" | tail -n 1)
 	result=$(sed -nE 's/^Result: ([A-Z]+).*/\1/p' "$log" | tail -n 1)
@@ -165,7 +170,7 @@ count_prove() {
 	fi
 	TOTAL_PASSED=$((TOTAL_PASSED + p))
 	TOTAL_FAILED=$((TOTAL_FAILED + f))
-	SUMMARIES+=("$(printf '%-11s %s' "TAP:" "$line")")
+	SUMMARIES+=("$(printf '%-11s %s' "$label:" "$line")")
 }
 
 # Print a regression.diffs file, each test's diff cut to its first lines so
@@ -356,6 +361,26 @@ else
 	echo
 	echo "TAP: no test/t/*.pl yet, skipped"
 	SUMMARIES+=("TAP:        no test/t/*.pl yet")
+fi
+
+# ---------------------------------------------------------------------------
+# The Debian package, after every suite: it replaces the files of step 1
+# with the package's for a while (dpkg -i), then puts them back.  It runs
+# only with RECALL_TEST_DEB=1 (set here unless the caller set it), as root or
+# through sudo, with the system's PostgreSQL; otherwise it says it skipped.
+if [ -n "${RECALL_TAP:-}" ]; then
+	SUMMARIES+=("$(printf '%-11s %s' "deb:" "skipped (RECALL_TAP)")")
+else
+	banner "Debian package (test/deb/package.sh)"
+	run_logged "$WORK/deb.log" "$ROOT" \
+		env RECALL_TEST_DEB="${RECALL_TEST_DEB:-1}" prove -v --exec bash test/deb/package.sh
+	rc=$?
+	deb_skip=$(sed -nE 's/^test\/deb\/package\.sh \.+ skipped: (.*)/\1/p' "$WORK/deb.log")
+	if [ -n "$deb_skip" ] && [ "$rc" -eq 0 ]; then
+		SUMMARIES+=("$(printf '%-11s %s' "deb:" "skipped: $deb_skip")")
+	else
+		count_prove "$WORK/deb.log" "$rc" deb
+	fi
 fi
 
 # ---------------------------------------------------------------------------
