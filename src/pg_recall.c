@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 
 #include "pg_recall.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -47,8 +48,8 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
-	/* the background dispatcher, when preloaded */
-	recall_dispatcher_register();
+	/* the background workers' settings; their launcher when preloaded */
+	recall_workers_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("recall");
