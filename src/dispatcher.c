@@ -24,8 +24,8 @@
  * timeout of recall.dispatch_interval; it exits after
  * recall.worker_idle_timeout without events, when the extension is
  * dropped, when the launcher needs its slot for another database, and for
- * DROP DATABASE.  About once a minute it deletes events older than
- * recall.event_retention that are notified and purged, a small batch per
+ * DROP DATABASE.  About once a minute (or once per retention, if shorter)
+ * it deletes events older than recall.event_retention that are notified and purged, a small batch per
  * transaction; recall.prune_events() does the same on demand.
  *
  * It runs as the bootstrap superuser: its SQL touches only recall's tables
@@ -587,8 +587,9 @@ prune_round(uint64 *from_xid, int64 *from_seq, TimestampTz cutoff,
 }
 
 /*
- * Is a retention pass due?  About once a minute per database (the time is
- * kept in shared memory, so that short-lived dispatchers keep the pace).
+ * Is a retention pass due?  About once a minute per database, or once per
+ * recall.event_retention if that is shorter (the time is kept in shared
+ * memory, so that short-lived dispatchers keep the pace).
  */
 static bool
 retention_due(TimestampTz now)
@@ -596,7 +597,10 @@ retention_due(TimestampTz now)
 	TimestampTz last = recall_last_prune();
 
 	return event_retention_s > 0 &&
-		(last == 0 || TimestampDifferenceExceeds(last, now, PRUNE_EVERY_MS));
+		(last == 0 ||
+		 TimestampDifferenceExceeds(last, now,
+									(int) Min((int64) PRUNE_EVERY_MS,
+											  (int64) event_retention_s * 1000)));
 }
 
 /*

@@ -97,7 +97,6 @@ PG_FUNCTION_INFO_V1(recall_wake_dispatcher);
  *	retry_at[kind], failures[kind]
  *					back-off after a worker of that kind failed
  *	last_prune		when the dispatcher last trimmed the event log
- *	logged_at		when the launcher last logged that it waits
  *
  * RecallWorkerSlot: one of recall.max_workers.
  *	in_use			given to a worker by the launcher, until it exits
@@ -122,7 +121,6 @@ PG_FUNCTION_INFO_V1(recall_wake_dispatcher);
  *	  database's without the lock (a slot with a worker is never freed).
  *	- exit_requested is an atomic, set by the launcher under the lock and
  *	  read by its worker without it.
- *	- logged_at is the launcher's alone.
  *	- last_prune is its database's dispatcher's alone.
  *	- launcher_latch is set by the launcher under the lock and read under
  *	  it in either mode.
@@ -138,7 +136,6 @@ typedef struct RecallDatabase
 	TimestampTz retry_at[RECALL_WORKER_NKINDS];
 	int			failures[RECALL_WORKER_NKINDS];
 	TimestampTz last_prune;
-	TimestampTz logged_at;
 } RecallDatabase;
 
 typedef struct RecallWorkerSlot
@@ -193,13 +190,6 @@ static TimestampTz my_next_due = 0;
 static const char *const kind_names[RECALL_WORKER_NKINDS] = {
 	"dispatcher", "purger", "rebuilder"
 };
-
-/* The name of a kind, as in bgw_type ("pg_recall <name>"). */
-const char *
-recall_worker_kind_name(RecallWorkerKind kind)
-{
-	return kind_names[kind];
-}
 
 /* ---------------------------------------------------------------------
  * Shared memory
@@ -280,7 +270,6 @@ new_database(Oid dboid)
 		}
 		db->startup_check = false;
 		db->last_prune = 0;
-		db->logged_at = 0;
 		return i;
 	}
 	return -1;
@@ -700,6 +689,13 @@ recall_set_last_prune(TimestampTz at)
  * ---------------------------------------------------------------------
  */
 
+/* When the launcher last logged that a database waits. */
+typedef struct WaitLogEntry
+{
+	Oid			dboid;
+	TimestampTz logged_at;
+} WaitLogEntry;
+
 /* Launcher-private state. */
 typedef struct LauncherState
 {
@@ -708,6 +704,7 @@ typedef struct LauncherState
 	List	   *checks;			/* databases still to check after start */
 	TimestampTz next_database_check;
 	TimestampTz overflow_logged_at;
+	WaitLogEntry wait_log[RECALL_MAX_DATABASES];
 	MemoryContext cxt;			/* lives as long as the launcher */
 } LauncherState;
 
@@ -954,14 +951,31 @@ ask_to_leave(int n, bool slice, TimestampTz now)
 	return latches;
 }
 
-/* Log that database slot i waits for a worker, at most once a minute. */
+/*
+ * Log that a database waits for a worker, at most once a minute per
+ * database (remembered here, not in its slot, which may be freed and
+ * taken again meanwhile).
+ */
 static void
-log_waiting(Oid dboid, TimestampTz *logged_at, TimestampTz now, bool no_bgworker)
+log_waiting(LauncherState *st, Oid dboid, TimestampTz now, bool no_bgworker)
 {
-	if (*logged_at != 0 &&
-		!TimestampDifferenceExceeds(*logged_at, now, WAIT_LOG_INTERVAL_MS))
+	WaitLogEntry *e = &st->wait_log[0];
+
+	for (int i = 0; i < RECALL_MAX_DATABASES; i++)
+	{
+		if (st->wait_log[i].dboid == dboid)
+		{
+			e = &st->wait_log[i];
+			break;
+		}
+		if (st->wait_log[i].logged_at < e->logged_at)
+			e = &st->wait_log[i];	/* else reuse the oldest entry */
+	}
+	if (e->dboid == dboid &&
+		!TimestampDifferenceExceeds(e->logged_at, now, WAIT_LOG_INTERVAL_MS))
 		return;
-	*logged_at = now;
+	e->dboid = dboid;
+	e->logged_at = now;
 	if (no_bgworker)
 		ereport(LOG,
 				(errmsg("pg_recall: database \"%s\" is waiting for a background worker: no background worker slot is free",
@@ -1066,48 +1080,74 @@ typedef struct PendingStart
 	uint32		generation;
 } PendingStart;
 
-/*
- * One pass: start the workers that are wanted, within recall.max_workers,
- * fairly across databases; ask workers to leave for the databases that
- * wait; log those; give start-up checks what budget is left.  Returns the
- * time of the next thing to do (0: nothing planned).
- */
-static TimestampTz
-launcher_pass(LauncherState *st, TimestampTz now)
+/* One pass of the launcher, step by step (launcher_pass). */
+typedef struct LauncherPass
 {
-	PendingStart starts[RECALL_MAX_WORKERS];
-	int			nstarts = 0;
-	Oid			waiting[RECALL_MAX_DATABASES];
-	int			waiting_index[RECALL_MAX_DATABASES];
-	int			nwaiting = 0;
-	int			nrunning = 0;
-	int			nleaving = 0;
-	int			budget = Min(recall_max_workers, RECALL_MAX_WORKERS);
-	int			first;
-	TimestampTz next_wake = 0;
-	List	   *latches = NIL;
-	ListCell   *lc;
+	TimestampTz now;
+	int			budget;			/* recall.max_workers */
+	int			nrunning;		/* worker slots in use */
+	int			nleaving;		/* ... asked to leave already */
+	PendingStart starts[RECALL_MAX_WORKERS];	/* to register */
+	int			nstarts;
+	Oid			waiting[RECALL_MAX_DATABASES];	/* databases that wait */
+	int			nwaiting;
+	List	   *latches;		/* of the workers asked to leave */
+	TimestampTz next_wake;		/* the next thing planned (0: none) */
+} LauncherPass;
 
-	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+/* Plan to look again at t. */
+static void
+pass_wake_at(LauncherPass *p, TimestampTz t)
+{
+	if (p->next_wake == 0 || t < p->next_wake)
+		p->next_wake = t;
+}
+
+/* Give a worker slot to database slot i, kind; false if none is free. */
+static bool
+pass_start(LauncherPass *p, int i, RecallWorkerKind kind)
+{
+	int			w = assign_worker(i, kind, p->now);
+	PendingStart *s;
+
+	if (w < 0)
+		return false;
+	s = &p->starts[p->nstarts++];
+	s->w = w;
+	s->dbindex = i;
+	s->dboid = shared->dbs[i].dboid;
+	s->kind = kind;
+	s->generation = shared->workers[w].generation;
+	p->nrunning++;
+	return true;
+}
+
+/* Step 1: count the workers (starting ones are looked at again soon). */
+static void
+pass_count_workers(LauncherPass *p)
+{
 	for (int w = 0; w < RECALL_MAX_WORKERS; w++)
 	{
 		if (!shared->workers[w].in_use)
 			continue;
-		nrunning++;
+		p->nrunning++;
 		if (pg_atomic_read_u32(&shared->workers[w].exit_requested) != 0)
-			nleaving++;
+			p->nleaving++;
 		if (shared->workers[w].pid == 0)
-		{
-			/* look again soon at a worker that is starting */
-			TimestampTz soon = TimestampTzPlusMilliseconds(now, 1000);
-
-			if (next_wake == 0 || soon < next_wake)
-				next_wake = soon;
-		}
+			pass_wake_at(p, TimestampTzPlusMilliseconds(p->now, 1000));
 	}
+}
 
-	/* dispatchers first (notification latency), then purgers, rebuilders */
-	first = shared->next_first;
+/*
+ * Step 2: start the workers that are wanted, within the budget:
+ * dispatchers first (notification latency), then purgers, then
+ * rebuilders; a different database first at each pass.  The others wait.
+ */
+static void
+pass_serve_requests(LauncherPass *p)
+{
+	int			first = shared->next_first;
+
 	shared->next_first = (first + 1) % RECALL_MAX_DATABASES;
 	for (int kind = 0; kind < RECALL_WORKER_NKINDS; kind++)
 	{
@@ -1115,56 +1155,46 @@ launcher_pass(LauncherState *st, TimestampTz now)
 		{
 			int			i = (first + n) % RECALL_MAX_DATABASES;
 			RecallDatabase *db = &shared->dbs[i];
-			int			w = -1;
+			bool		listed = false;
 
 			if (!OidIsValid(db->dboid) ||
-				!wants_worker(db, (RecallWorkerKind) kind, now, &next_wake))
+				!wants_worker(db, (RecallWorkerKind) kind, p->now, &p->next_wake))
 				continue;
-			if (nrunning < budget)
-				w = assign_worker(i, (RecallWorkerKind) kind, now);
-			if (w >= 0)
-			{
-				starts[nstarts].w = w;
-				starts[nstarts].dbindex = i;
-				starts[nstarts].dboid = db->dboid;
-				starts[nstarts].kind = (RecallWorkerKind) kind;
-				starts[nstarts].generation = shared->workers[w].generation;
-				nstarts++;
-				nrunning++;
-			}
-			else
-			{
-				bool		listed = false;
-
-				for (int j = 0; j < nwaiting; j++)
-					listed |= (waiting_index[j] == i);
-				if (!listed)
-				{
-					waiting_index[nwaiting] = i;
-					waiting[nwaiting++] = db->dboid;
-				}
-			}
+			if (p->nrunning < p->budget && pass_start(p, i, (RecallWorkerKind) kind))
+				continue;
+			for (int j = 0; j < p->nwaiting; j++)
+				listed |= (p->waiting[j] == db->dboid);
+			if (!listed)
+				p->waiting[p->nwaiting++] = db->dboid;
 		}
 	}
+}
 
-	/*
-	 * Make room: for each waiting database (and each worker above a lowered
-	 * recall.max_workers), one worker asked to leave, idle ones first.
-	 */
-	{
-		int			excess = Max(nrunning - budget, 0);
-		int			ask = nwaiting + excess - nleaving;
+/*
+ * Step 3: make room: for each waiting database (and each worker above a
+ * lowered recall.max_workers), one worker asked to leave, idle ones first.
+ */
+static void
+pass_make_room(LauncherPass *p)
+{
+	int			excess = Max(p->nrunning - p->budget, 0);
+	int			ask = p->nwaiting + excess - p->nleaving;
 
-		if (ask > 0)
-			latches = ask_to_leave(ask, nwaiting > 0, now);
-	}
+	if (ask > 0)
+		p->latches = ask_to_leave(ask, p->nwaiting > 0, p->now);
+}
 
-	/* start-up checks get the budget nobody else wants */
-	while (st->checks != NIL && nrunning < budget && nwaiting == 0)
+/*
+ * Step 4: the start-up checks get the budget nobody else wants: a
+ * dispatcher in each database not checked yet.
+ */
+static void
+pass_serve_checks(LauncherState *st, LauncherPass *p)
+{
+	while (st->checks != NIL && p->nrunning < p->budget && p->nwaiting == 0)
 	{
 		Oid			dboid = linitial_oid(st->checks);
 		int			i = find_database(dboid);
-		int			w;
 
 		if (i >= 0 && shared->dbs[i].worker[RECALL_WORKER_DISPATCHER] >= 0)
 		{
@@ -1179,76 +1209,100 @@ launcher_pass(LauncherState *st, TimestampTz now)
 		st->checks = list_delete_first(st->checks);
 		shared->dbs[i].startup_check = true;
 		pg_atomic_write_u32(&shared->dbs[i].dispatch_wanted, 1);
-		if (now < shared->dbs[i].retry_at[RECALL_WORKER_DISPATCHER])
-			continue;
-		w = assign_worker(i, RECALL_WORKER_DISPATCHER, now);
-		if (w < 0)
+		if (p->now < shared->dbs[i].retry_at[RECALL_WORKER_DISPATCHER])
+			continue;			/* the back-off's end starts it */
+		if (!pass_start(p, i, RECALL_WORKER_DISPATCHER))
 			break;
-		starts[nstarts].w = w;
-		starts[nstarts].dbindex = i;
-		starts[nstarts].dboid = dboid;
-		starts[nstarts].kind = RECALL_WORKER_DISPATCHER;
-		starts[nstarts].generation = shared->workers[w].generation;
-		nstarts++;
-		nrunning++;
 	}
+}
 
-	/* free the slots of databases with nothing left to do */
+/* Step 5: free the slots of databases with nothing left to do. */
+static void
+pass_free_idle_databases(LauncherPass *p)
+{
 	for (int i = 0; i < RECALL_MAX_DATABASES; i++)
 	{
 		RecallDatabase *db = &shared->dbs[i];
-		bool		busy = false;
+		bool		busy;
 
 		if (!OidIsValid(db->dboid))
 			continue;
 		busy = pg_atomic_read_u32(&db->dispatch_wanted) != 0 || db->startup_check ||
 			database_has_workers(i);
 		for (int k = 0; k < RECALL_WORKER_NKINDS; k++)
-			busy |= (pg_atomic_read_u64(&db->due[k]) != 0 || db->retry_at[k] > now);
+			busy |= (pg_atomic_read_u64(&db->due[k]) != 0 || db->retry_at[k] > p->now);
 		if (!busy)
 			db->dboid = InvalidOid;
 	}
-	LWLockRelease(shared->lock);
+}
 
-	foreach(lc, latches)
-		SetLatch((Latch *) lfirst(lc));
-	list_free(latches);
-
-	/* register, outside the lock: it takes the postmaster's */
-	for (int s = 0; s < nstarts; s++)
+/*
+ * Step 6 (outside the lock: registering takes the postmaster's): register
+ * the workers; one that finds no background worker slot gives its slot
+ * back and keeps its database's request, retried in a second, and logged.
+ */
+static void
+pass_register(LauncherState *st, LauncherPass *p)
+{
+	for (int s = 0; s < p->nstarts; s++)
 	{
-		PendingStart *p = &starts[s];
+		PendingStart *start = &p->starts[s];
+		RecallWorkerSlot *slot = &shared->workers[start->w];
 
-		if (register_worker(st, p->w, p->dboid, p->kind, p->generation))
+		if (register_worker(st, start->w, start->dboid, start->kind, start->generation))
 			continue;
 
-		/* no background worker slot: keep the request, retry in a second */
 		LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-		if (shared->workers[p->w].in_use &&
-			shared->workers[p->w].generation == p->generation)
+		if (slot->in_use && slot->generation == start->generation)
 		{
-			RecallDatabase *db = &shared->dbs[p->dbindex];
+			RecallDatabase *db = &shared->dbs[start->dbindex];
 
-			if (db->worker[p->kind] == p->w)
-				db->worker[p->kind] = -1;
-			shared->workers[p->w].in_use = false;
-			if (p->kind == RECALL_WORKER_DISPATCHER)
+			if (db->worker[start->kind] == start->w)
+				db->worker[start->kind] = -1;
+			slot->in_use = false;
+			if (start->kind == RECALL_WORKER_DISPATCHER)
 				pg_atomic_write_u32(&db->dispatch_wanted, 1);
 			else
-				lower_due(&db->due[p->kind], now);
-			db->retry_at[p->kind] = TimestampTzPlusMilliseconds(now, 1000);
+				lower_due(&db->due[start->kind], p->now);
+			db->retry_at[start->kind] = TimestampTzPlusMilliseconds(p->now, 1000);
 		}
 		LWLockRelease(shared->lock);
-		log_waiting(p->dboid, &shared->dbs[p->dbindex].logged_at, now, true);
-		if (next_wake == 0 || TimestampTzPlusMilliseconds(now, 1000) < next_wake)
-			next_wake = TimestampTzPlusMilliseconds(now, 1000);
+		log_waiting(st, start->dboid, p->now, true);
+		pass_wake_at(p, TimestampTzPlusMilliseconds(p->now, 1000));
 	}
+}
 
-	for (int j = 0; j < nwaiting; j++)
-		log_waiting(waiting[j], &shared->dbs[waiting_index[j]].logged_at, now, false);
+/*
+ * One pass: start the workers that are wanted, within recall.max_workers,
+ * fairly across databases; ask workers to leave for the databases that
+ * wait, and log those; give start-up checks what budget is left.  Returns
+ * the time of the next thing planned (0: none).  A waiting database gets
+ * the next slot that frees: the exiting worker sets our latch.
+ */
+static TimestampTz
+launcher_pass(LauncherState *st, TimestampTz now)
+{
+	LauncherPass p;
+	ListCell   *lc;
 
-	/* a waiting database gets the next slot that frees: its latch wakes us */
-	return next_wake;
+	memset(&p, 0, sizeof(p));
+	p.now = now;
+	p.budget = Min(recall_max_workers, RECALL_MAX_WORKERS);
+
+	LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+	pass_count_workers(&p);
+	pass_serve_requests(&p);
+	pass_make_room(&p);
+	pass_serve_checks(st, &p);
+	pass_free_idle_databases(&p);
+	LWLockRelease(shared->lock);
+
+	foreach(lc, p.latches)
+		SetLatch((Latch *) lfirst(lc));
+	pass_register(st, &p);
+	for (int j = 0; j < p.nwaiting; j++)
+		log_waiting(st, p.waiting[j], now, false);
+	return p.next_wake;
 }
 
 /* At the launcher's exit: requests no longer set its latch. */

@@ -91,18 +91,19 @@ extern PGDLLEXPORT void recall_launcher_main(Datum main_arg);
  * ---------------------------------------------------------------------
  */
 
-/* Is someone waiting to drop (or rename, or copy) this database? */
+/* worker.c: is someone waiting to drop (or rename, or copy) this database? */
 extern bool recall_database_wanted_elsewhere(void);
 
-/* worker.c: attach to slot index (its generation in bgw_extra) */
+/* launcher.c, for worker.c: attach to slot index (generation in bgw_extra) */
 extern bool recall_worker_attach(int index, uint32 generation, Oid *dboid,
 								 RecallWorkerKind *kind);
-extern const char *recall_worker_kind_name(RecallWorkerKind kind);
 
 /*
  * dispatcher.c: take this database's dispatch request (true if there was
  * one); mark the dispatcher idle or busy (the launcher asks idle ones to
- * leave first); leave if no request came meanwhile (false: stay, one came).
+ * leave first); leave if no request came meanwhile (false: stay, one came);
+ * take the launcher's start-up check of this database (true if it asked:
+ * the dispatcher then asks for a purge, if the extension is there).
  */
 extern bool recall_dispatch_take_request(void);
 extern void recall_dispatcher_set_idle(bool idle);
