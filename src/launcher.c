@@ -1396,7 +1396,6 @@ recall_launcher_main(Datum main_arg)
 
 			timeout = Max(Min(timeout, ms), 1);
 		}
-		pgstat_report_stat(false);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 timeout, PG_WAIT_EXTENSION);

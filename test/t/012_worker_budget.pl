@@ -354,5 +354,29 @@ unlike($log, qr/was terminated by signal/, 'no server process crashed');
 unlike($log, qr/background worker "pg_recall launcher" \(PID \d+\) exited/,
 	'the launcher never exited');
 
+# ---------------------------------------------------------------------------
+# no background worker slot left (the launcher and the logical replication
+# launcher take both): logged, never silent
+
+$node->stop;
+$node->append_conf('postgresql.conf', 'max_worker_processes = 2');
+$log_offset = -s $node->logfile;
+$node->start;
+# the launcher's look at every database at start finds no slot already
+$node->safe_psql('d2', recall_sql(400));
+my $found = 0;
+$deadline = time + $WAIT;
+while (time < $deadline && !$found)
+{
+	$found = substr(slurp_file($node->logfile), $log_offset) =~
+	  /pg_recall: database "d2" is waiting for a background worker: no background worker slot is free/;
+	usleep(100_000) unless $found;
+}
+ok($found, 'a worker that finds no background worker slot is logged');
+like(
+	substr(slurp_file($node->logfile), $log_offset),
+	qr/HINT:  Raise max_worker_processes \(now 2\)/,
+	'... with a hint');
+
 $node->stop;
 done_testing();
