@@ -67,11 +67,15 @@ extern void recall_request_rebuild(Oid dboid, TimestampTz due);
  * recall_worker_should_exit: the launcher asks this worker to leave (the
  * budget is needed elsewhere, or recall.max_workers shrank), someone waits
  * to drop the database, or the postmaster died.  The loop returns soon
- * after (its work is started again later).
+ * after, having reported its next due time (now, if work is left): call it
+ * at least once a second, also while waiting, since DROP DATABASE waits
+ * only 5 s for the database's sessions to leave.
  * recall_worker_set_next_due: when this worker's database next needs a
  * worker of this kind (0: nothing pending); read by the launcher once the
- * loop has returned.
- * recall_worker_idle_timeout_ms: recall.worker_idle_timeout.
+ * loop has returned normally (after an error, the launcher retries after a
+ * back-off instead).
+ * recall_worker_idle_timeout_ms: recall.worker_idle_timeout; a purger or
+ * rebuilder returns when nothing is due before that long.
  */
 extern bool recall_worker_should_exit(void);
 extern void recall_worker_set_next_due(TimestampTz due);
