@@ -30,8 +30,10 @@
  *	  that it never delays another database and starts afresh when the slot
  *	  is given to another database.
  * At start, the launcher asks for a dispatcher in every database (those
- * without the extension leave at once), within the budget, so that work
- * left from before a restart is found.
+ * without the extension leave at once, the others ask for a purge), within
+ * the budget, so that work left from before a restart is found; again when
+ * a reload changes the erasure clocks (purging switched back on finds the
+ * recalls that committed while it was off).
  *
  * The dispatcher itself is in dispatcher.c, the purger and the rebuilder in
  * purger.c; worker.c is the common entry point of the three.
@@ -47,6 +49,7 @@
 #include "access/xact.h"
 #include "catalog/pg_database.h"
 #include "commands/dbcommands.h"
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "pgstat.h"
@@ -783,6 +786,25 @@ queue_all_checks(LauncherState *st)
 	MemoryContextSwitchTo(old);
 }
 
+/* The erasure clocks' settings, as one string to compare. */
+static char *
+erasure_settings(void)
+{
+	static const char *const names[] = {
+		"recall.purge_delay", "recall.index_rebuild_interval", "recall.sweep_interval"
+	};
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (int i = 0; i < lengthof(names); i++)
+	{
+		const char *value = GetConfigOption(names[i], true, false);
+
+		appendStringInfo(&buf, "%s;", value ? value : "");
+	}
+	return buf.data;
+}
+
 /*
  * Forget databases that were dropped (or can no longer be connected to):
  * their requests, back-off and start-up checks.
@@ -1198,8 +1220,9 @@ pass_serve_checks(LauncherState *st, LauncherPass *p)
 
 		if (i >= 0 && shared->dbs[i].worker[RECALL_WORKER_DISPATCHER] >= 0)
 		{
-			/* it has a dispatcher already: nothing to check */
+			/* a dispatcher runs there: the extension is, a purge may be due */
 			st->checks = list_delete_first(st->checks);
+			lower_due(&shared->dbs[i].due[RECALL_WORKER_PURGER], p->now);
 			continue;
 		}
 		if (i < 0)
@@ -1359,8 +1382,18 @@ recall_launcher_main(Datum main_arg)
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
+			char	   *before = erasure_settings();
+
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+
+			/*
+			 * Purging switched on (or its clocks changed): recalls that
+			 * waited for it asked for no purger at their commit, so every
+			 * database gets a look, as at start.
+			 */
+			if (strcmp(before, erasure_settings()) != 0)
+				queue_all_checks(&st);
 		}
 		/* whatever is asked from now on sets the latch again */
 		ResetLatch(MyLatch);
