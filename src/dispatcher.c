@@ -709,7 +709,7 @@ void
 recall_dispatcher_loop(void)
 {
 	TimestampTz last_work = GetCurrentTimestamp();
-	bool		startup_check = recall_take_startup_check();
+	bool		checked = false;
 	bool		idle = false;
 	RetentionPass retention;
 
@@ -728,22 +728,26 @@ recall_dispatcher_loop(void)
 		ResetLatch(MyLatch);
 		(void) recall_dispatch_take_request();
 		result = dispatch_batch();
+
+		/*
+		 * Started by the launcher's look at every database: with the
+		 * extension here, a purge may be left from before a restart too.
+		 * (Taken after the first batch: if that fails, the next dispatcher
+		 * asks.)
+		 */
+		if (!checked)
+		{
+			checked = true;
+			if (recall_take_startup_check() && result != DISPATCH_GONE)
+				recall_request_purge(MyDatabaseId, 0);
+		}
+
 		if (result == DISPATCH_GONE)
 		{
 			/* no extension here, or DROP DATABASE waits: leave */
 			if (recall_dispatcher_leave_if_idle())
 				return;
 			continue;
-		}
-
-		/*
-		 * Started by the launcher's look at every database: with the
-		 * extension here, a purge may be left from before a restart too.
-		 */
-		if (startup_check)
-		{
-			recall_request_purge(MyDatabaseId, 0);
-			startup_check = false;
 		}
 
 		if (result != DISPATCH_IDLE)

@@ -241,13 +241,20 @@ workers_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* The slot of a database, or -1.  Caller holds the lock. */
+/*
+ * The slot of a database, or -1.  Caller holds the lock.  The slot found
+ * last is tried first: a backend asks for its own database again and again.
+ */
 static int
 find_database(Oid dboid)
 {
+	static int	last = 0;
+
+	if (shared->dbs[last].dboid == dboid)
+		return last;
 	for (int i = 0; i < RECALL_MAX_DATABASES; i++)
 		if (shared->dbs[i].dboid == dboid)
-			return i;
+			return (last = i);
 	return -1;
 }
 
