@@ -17,7 +17,10 @@ OBJS = \
 	src/copies.o \
 	src/event_log.o \
 	src/payload.o \
+	src/launcher.o \
+	src/worker.o \
 	src/dispatcher.o \
+	src/purger.o \
 	src/purge.o \
 	src/recall_fn.o \
 	src/registry.o \
@@ -35,7 +38,7 @@ ISOLATION_OPTS = --inputdir=test --outputdir=output_iso --load-extension=pg_reca
 
 PG_CPPFLAGS = -Isrc
 # every source includes the shared header
-RECALL_HEADERS = src/pg_recall.h
+RECALL_HEADERS = src/pg_recall.h src/worker.h
 PG_CFLAGS = -Wall -Werror
 
 PG_CONFIG ?= pg_config

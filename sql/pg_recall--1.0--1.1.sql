@@ -133,25 +133,12 @@ $$;
 COMMENT ON FUNCTION recall.head() IS
     'a cursor at now: events_after(head()) returns only events not yet visible';
 
+-- Deletes, in C (dispatcher.c), events older than older_than that are
+-- notified and purged, as the dispatcher does with recall.event_retention.
 CREATE OR REPLACE FUNCTION recall.prune_events(older_than interval) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    n bigint;
-BEGIN
-    IF older_than IS NULL OR older_than < '0'::interval THEN
-        RAISE EXCEPTION 'older_than must be a non-negative interval'
-            USING ERRCODE = '22023';
-    END IF;
-    -- never an event the dispatcher has still to notify
-    DELETE FROM recall.events e
-    WHERE e.recalled_at < pg_catalog.now() - older_than
-      AND e.xid < pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())
-      AND (e.dispatch_group IS NULL
-           OR (e.xid, e.seq) <= (SELECT (d.xid, d.seq) FROM recall.dispatch_state d));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$$;
+    AS 'MODULE_PATHNAME', 'recall_prune_events'
+    LANGUAGE C CALLED ON NULL INPUT VOLATILE SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION recall.prune_events(interval) IS
     'delete events recalled longer ago than older_than; returns the count';
 REVOKE ALL ON FUNCTION recall.prune_events(interval) FROM PUBLIC;

@@ -17,6 +17,7 @@
 #include "utils/inval.h"
 
 #include "pg_recall.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -81,8 +82,8 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 	/* after the definitions: it looks them up */
 	recall_actor_init();
-	/* the background dispatcher, when preloaded */
-	recall_dispatcher_register();
+	/* the background workers' settings; their launcher when preloaded */
+	recall_workers_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("recall");

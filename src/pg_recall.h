@@ -230,9 +230,8 @@ extern char *recall_bulk_payload(const char *table, int64 count, int64 first_seq
 								 int64 last_seq);
 extern char *recall_jsonb_compact(Jsonb *jb);
 
-/* dispatcher.c */
+/* launcher.c (the workers' API is in worker.h) */
 extern bool recall_dispatcher_enabled;
-extern void recall_dispatcher_register(void);
 extern void recall_dispatcher_wake_at_commit(void);
 
 /* copies.c */

@@ -47,6 +47,10 @@ $node->append_conf(
 shared_preload_libraries = 'pg_recall'
 max_prepared_transactions = 5
 restart_after_crash = on
+# dispatchers that stay (this test follows one dispatcher's pid; idle exit
+# and the budget are 012's), and room for every database's workers
+recall.worker_idle_timeout = '1h'
+recall.max_workers = 6
 });
 $node->start;
 
