@@ -508,7 +508,8 @@ dispatch_batch(void)
  * transactions after (*from_xid, *from_seq) in (xid, seq) order, delete
  * those recalled before cutoff that are notified (by their own transaction,
  * or at or below the dispatcher's position, or sent above it) and purged
- * (purging is off, the table is no longer enabled, or the table's purge
+ * (purging is off or the purger does not run (not preloaded), the table
+ * is no longer enabled, or the table's purge
  * position is at or past the event).  Moves the position to the last event
  * looked at.  Sets *more when a whole page was looked at and, with
  * stop_at_recent, some of it was older than cutoff (the log is roughly in
@@ -534,7 +535,9 @@ prune_round(uint64 *from_xid, int64 *from_seq, TimestampTz cutoff,
 	args[1] = Int64GetDatum(*from_seq);
 	args[2] = Int64GetDatum(examine);
 	args[3] = TimestampTzGetDatum(cutoff);
-	args[4] = BoolGetDatum(recall_int_setting("recall.purge_delay") <= 0);
+	/* without the purger (not preloaded, or purging off) nothing waits on it */
+	args[4] = BoolGetDatum(!recall_dispatcher_enabled ||
+						   recall_int_setting("recall.purge_delay") <= 0);
 	ret = SPI_execute_with_args("WITH page AS MATERIALIZED ("
 								"  SELECT e.ctid AS tid, e.xid, e.seq, e.tbl, e.recalled_at, e.dispatch_group"
 								"  FROM recall.events e"

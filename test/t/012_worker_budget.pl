@@ -126,7 +126,7 @@ sub quit_listener
 sub recall_sql
 {
 	my ($id) = @_;
-	return "SET recall.actor = 'alice'; SELECT recall.recall('messages', ${id}::bigint);";
+	return "SELECT recall.recall('messages', ${id}::bigint, 'alice');";
 }
 
 # Recall $id in $db and return how long its notification took to arrive.

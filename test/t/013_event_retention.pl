@@ -103,7 +103,7 @@ sub recall
 {
 	my ($tbl, $id) = @_;
 	$node->safe_psql('postgres',
-		"SET recall.actor = 'alice'; SELECT recall.recall('$tbl', ${id}::bigint);");
+		"SELECT recall.recall('$tbl', ${id}::bigint, 'alice');");
 }
 
 # Is the event of message $id of table $tbl still in the log?
