@@ -25,6 +25,8 @@ OBJS = \
 	src/recall_fn.o \
 	src/registry.o \
 	src/registry_check.o \
+	src/backfill.o \
+	src/trigger_call.o \
 	src/compat_1_0.o
 
 DATA = $(wildcard sql/pg_recall--*.sql)

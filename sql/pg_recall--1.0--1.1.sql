@@ -278,8 +278,6 @@ DECLARE
     col          name;
     att          record;
     wiped        text[] := '{}';
-    conds        text[] := '{}';
-    check_expr   text;
     typ          oid;
     src          text;
     a_setting    text;
@@ -291,6 +289,9 @@ DECLARE
     g            record;
     recall_cols  constant name[] := ARRAY['recalled_at', 'recalled_by', 'recall_reason'];
     typ_sent_at  oid;
+    since        xid8;
+    prev_timeout text;
+    attempt      integer;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be null' USING ERRCODE = '22004';
@@ -468,7 +469,39 @@ BEGIN
         present := present || att.attname::text;
     END LOOP;
 
-    -- Everything is checked; now change things.
+    -- Everything is checked.  Rows recalled before (an earlier enable, or
+    -- data loaded with the recall columns) get every content column wiped,
+    -- new ones included: first while the table stays in use (pass 1, in
+    -- batches), then, after the catalog changes, for the recalls made
+    -- meanwhile (pass 2, from the event log).
+    IF pg_catalog.cardinality(present) = 3 THEN
+        since := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+        PERFORM recall._backfill(tbl, content);
+    END IF;
+
+    -- The catalog changes take a lock that blocks the table for as long as
+    -- they last (short); wait for it in short tries, so that the readers
+    -- and writers queued behind this request never wait long either.
+    -- (After 50 short tries, one ordinary wait: a writer blocked on a row
+    -- that pass 1 wiped is then seen by the deadlock detector.)
+    prev_timeout := pg_catalog.current_setting('lock_timeout');
+    FOR attempt IN 1 .. 51 LOOP
+        BEGIN
+            IF attempt <= 50 THEN
+                PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
+            END IF;
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF attempt > 50 THEN
+                RAISE;
+            END IF;
+            PERFORM pg_catalog.set_config('lock_timeout', prev_timeout, true);
+            PERFORM pg_catalog.pg_sleep(0.1);
+        END;
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', prev_timeout, true);
+
     PERFORM recall._drop_objects(tbl);
 
     IF NOT 'recalled_at' = ANY (present) THEN
@@ -480,39 +513,6 @@ BEGIN
     IF NOT 'recall_reason' = ANY (present) THEN
         EXECUTE format('ALTER TABLE %s ADD COLUMN recall_reason text', tbl);
     END IF;
-
-    -- The CHECK: each content column of a recalled row holds its wiped value.
-    FOR i IN 1 .. pg_catalog.cardinality(content) LOOP
-        IF wiped[i] IS NULL THEN
-            conds := conds || format('%I IS NULL', content[i]);
-        ELSE
-            SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid INTO att
-            FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = content[i];
-            typ := recall._base_type(att.atttypid);
-            IF EXISTS (SELECT FROM pg_catalog.pg_operator o
-                       WHERE o.oprname = '=' AND o.oprleft = typ AND o.oprright = typ)
-               OR EXISTS (SELECT FROM pg_catalog.pg_type t
-                          WHERE t.oid = typ AND t.typcategory IN ('S', 'A'))
-            THEN
-                conds := conds || format('%I = %L::%s', content[i], wiped[i], att.format_type);
-            ELSE
-                -- json and other types without an equality operator
-                conds := conds || format('%I::text = %L', content[i], wiped[i]);
-            END IF;
-        END IF;
-    END LOOP;
-    check_expr := pg_catalog.array_to_string(conds, ' AND ');
-
-    -- Rows recalled before (an earlier enable, or data loaded with the
-    -- columns) get every content column wiped, new ones included.
-    EXECUTE format('UPDATE %s SET %s WHERE recalled_at IS NOT NULL AND NOT (%s)',
-                   tbl,
-                   (SELECT pg_catalog.string_agg(
-                               format('%I = %s', c,
-                                      CASE WHEN w IS NULL THEN 'NULL' ELSE pg_catalog.quote_literal(w) END),
-                               ', ')
-                    FROM ROWS FROM (pg_catalog.unnest(content), pg_catalog.unnest(wiped)) AS u(c, w)),
-                   check_expr);
 
     entry.tbl := tbl;
     entry.key_columns := keycols;
@@ -542,6 +542,9 @@ BEGIN
     EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
                    'EXECUTE FUNCTION recall.guard_trigger()', '~recall_guard', tbl);
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, '~recall_guard');
+    IF since IS NOT NULL THEN
+        PERFORM recall._backfill(tbl, content, since);
+    END IF;
 
     -- Content statistics would keep most common values in pg_statistic.
     FOREACH col IN ARRAY content LOOP
@@ -879,6 +882,12 @@ CREATE OR REPLACE FUNCTION recall.purge(tbl regclass DEFAULT NULL)
     AS 'MODULE_PATHNAME', 'recall_purge' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION recall.purge(regclass) IS
     'erase recalled content from the heap, TOAST and index pages of enabled tables (NULL: all you own)';
+
+CREATE OR REPLACE FUNCTION recall._backfill(tbl regclass, content name[], since xid8 DEFAULT NULL)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'recall_backfill' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION recall._backfill(regclass, name[], xid8) IS
+    'wipe content columns of rows recalled before they were listed (enable(); owner only)';
 
 CREATE OR REPLACE FUNCTION recall._clear_statistics(tbl regclass, col name) RETURNS void
     AS 'MODULE_PATHNAME', 'recall_clear_statistics' LANGUAGE C STRICT VOLATILE;

@@ -25,11 +25,7 @@ PG_FUNCTION_INFO_V1(recall_notify_trigger);
 Datum
 recall_event_trigger(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"recall.event_trigger")));
+	(void) recall_trigger_data(fcinfo, "recall.event_trigger", RECALL_FIRED_ANY, "as a trigger");
 	return PointerGetDatum(NULL);
 }
 
@@ -37,10 +33,6 @@ recall_event_trigger(PG_FUNCTION_ARGS)
 Datum
 recall_notify_trigger(PG_FUNCTION_ARGS)
 {
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"recall.notify_trigger")));
+	(void) recall_trigger_data(fcinfo, "recall.notify_trigger", RECALL_FIRED_ANY, "as a trigger");
 	return PointerGetDatum(NULL);
 }

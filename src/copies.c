@@ -1325,26 +1325,17 @@ delete_copy_row(CopyReg *reg, Relation rel, HeapTuple tup)
 Datum
 recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = recall_trigger_data(fcinfo, "recall.copy_guard_trigger",
+												RECALL_FIRED_BEFORE | RECALL_FIRED_AFTER |
+												RECALL_FIRED_ROW | RECALL_FIRED_INSERT |
+												RECALL_FIRED_UPDATE,
+												"FOR EACH ROW on INSERT or UPDATE");
 	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	tup;
 	ListCell   *lc;
 	bool		before;
 	bool		is_update;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"recall.copy_guard_trigger")));
-	if (!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		TRIGGER_FIRED_BY_DELETE(trigdata->tg_event) ||
-		TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired FOR EACH ROW on INSERT or UPDATE",
-						"recall.copy_guard_trigger")));
 
 	before = TRIGGER_FIRED_BEFORE(trigdata->tg_event);
 	is_update = TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event);

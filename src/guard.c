@@ -434,26 +434,15 @@ guard_settings(FunctionCallInfo fcinfo, Relation rel)
 Datum
 recall_guard_trigger(PG_FUNCTION_ARGS)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TriggerData *trigdata = recall_trigger_data(fcinfo, "recall.guard_trigger",
+												RECALL_FIRED_BEFORE | RECALL_FIRED_ROW |
+												RECALL_FIRED_INSERT | RECALL_FIRED_UPDATE,
+												"BEFORE INSERT OR UPDATE FOR EACH ROW");
 	RecallTable *cfg;
 	Relation	rel;
 	TupleDesc	tupdesc;
 	HeapTuple	oldtup;
 	HeapTuple	newtup;
-
-	if (!CALLED_AS_TRIGGER(fcinfo))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" was not called by trigger manager",
-						"recall.guard_trigger")));
-	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
-		!(TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event) ||
-		  TRIGGER_FIRED_BY_INSERT(trigdata->tg_event)))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("function \"%s\" must be fired BEFORE INSERT OR UPDATE FOR EACH ROW",
-						"recall.guard_trigger")));
 
 	rel = trigdata->tg_relation;
 	cfg = guard_settings(fcinfo, rel);

@@ -182,6 +182,18 @@ extern char *recall_jsonb_scalar_text(JsonbValue *v);
 extern char *recall_jsonb_field_text(Jsonb *jb, const char *key, bool *is_object);
 extern Jsonb *recall_parse_jsonb(const char *text);
 
+/* trigger_call.c */
+#define RECALL_FIRED_BEFORE		0x01
+#define RECALL_FIRED_AFTER		0x02
+#define RECALL_FIRED_ROW		0x04
+#define RECALL_FIRED_STATEMENT	0x08
+#define RECALL_FIRED_INSERT		0x10
+#define RECALL_FIRED_UPDATE		0x20
+#define RECALL_FIRED_OTHER		0x40	/* DELETE, TRUNCATE */
+#define RECALL_FIRED_ANY		0x7F
+extern struct TriggerData *recall_trigger_data(FunctionCallInfo fcinfo, const char *name,
+											   int allowed, const char *how);
+
 /* registry_check.c */
 extern void recall_check_protectable(Relation rel);
 extern void recall_check_registry_row(HeapTupleHeader row, TupleDesc desc, Oid relid);

@@ -57,20 +57,12 @@ prepare_plans(RecallTable *cfg)
 					 relname, cfg->nkeys + 1, cfg->nkeys + 2);
 	append_key_condition(&sql, cfg);
 	appendStringInfoString(&sql, " AND recalled_at IS NULL");
-	cfg->update_plan = SPI_prepare(sql.data, cfg->nkeys + 2, argtypes);
-	if (cfg->update_plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(cfg->update_plan);
+	cfg->update_plan = recall_prepare_kept(sql.data, cfg->nkeys + 2, argtypes);
 
 	resetStringInfo(&sql);
 	appendStringInfo(&sql, "SELECT 1 FROM %s", relname);
 	append_key_condition(&sql, cfg);
-	cfg->exists_plan = SPI_prepare(sql.data, cfg->nkeys, argtypes);
-	if (cfg->exists_plan == NULL)
-		elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql.data,
-			 SPI_result_code_string(SPI_result));
-	SPI_keepplan(cfg->exists_plan);
+	cfg->exists_plan = recall_prepare_kept(sql.data, cfg->nkeys, argtypes);
 }
 
 /*
