@@ -83,6 +83,7 @@ test: setup
 	@bash scripts/test.sh
 
 bench: setup
+	@bash scripts/setup.sh --bench
 	@bash scripts/bench.sh
 
 # A long sqlsmith run (test/t/041_fuzz.pl; make test runs a short one):

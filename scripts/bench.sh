@@ -45,6 +45,10 @@
 #   BENCH_TESTS     workloads to run (default "noise latest50 react insert
 #                   recall"; noise: the react workload on "plain" against
 #                   itself, the ratio a run gets with no difference at all)
+#   BENCH_INSTRUCTIONS  0: skip test/bench/instructions.sh (instructions per
+#                   statement, valgrind callgrind, with and without preload)
+#   BENCH_ENABLE    0: skip test/bench/enable_bench.sh (a writer beside
+#                   recall.enable() on a BENCH_ENABLE_ROWS-row table)
 #   BENCH_DISPATCH  0: skip test/bench/dispatch_bench.sh (recall with and
 #                   without the dispatcher, a PL/pgSQL baseline, latency)
 #   BENCH_KEEP      1: leave the cluster running at the end (for profiling;
@@ -435,4 +439,23 @@ if [ "${BENCH_DISPATCH:-1}" = 1 ]; then
     cleanup
     trap - EXIT
     BENCH_OUT=$OUT bash "$ROOT/test/bench/dispatch_bench.sh"
+fi
+
+WORK_INSTR_OUT=$(mktemp /tmp/pg_recall_instr_out.XXXXXX)
+
+# Issue 11's figures: instructions per statement (valgrind callgrind on a
+# single-user backend; deterministic, unlike the pgbench ratios above), with
+# the notification sent by the recall itself and with the dispatcher.
+if [ "${BENCH_INSTRUCTIONS:-1}" = 1 ]; then
+    for preload in 0 1; do
+        BENCH_INSTALL=0 BENCH_PRELOAD=$preload BENCH_OUT="$WORK_INSTR_OUT.$preload" \
+            bash "$ROOT/test/bench/instructions.sh"
+        { echo; cat "$WORK_INSTR_OUT.$preload"; } >>"$OUT"
+    done
+fi
+
+# Issue 13: a writer beside recall.enable() on a large table; issue 10:
+# erasure at two table sizes; issue 14: Citus, when it is installed.
+if [ "${BENCH_ENABLE:-1}" = 1 ]; then
+    BENCH_OUT=$OUT BENCH_ROWS=${BENCH_ENABLE_ROWS:-10000000} bash "$ROOT/test/bench/enable_bench.sh"
 fi

@@ -191,8 +191,9 @@ SQL
 step "Enable recall on the table" \
 	"content lists the columns that carry the message's text; sender and" \
 	"sent_at let a sender recall their own message within recall_window." \
-	"enable adds recalled_at, recalled_by and recall_reason, the CHECK" \
-	"constraint recall_wiped, the triggers, and the view messages_visible."
+	"enable adds recalled_at, recalled_by and recall_reason, one C trigger" \
+	"(~recall_guard, firing always: it recalls and holds the invariant)," \
+	"and the view messages_visible."
 sql <<'SQL'
 SELECT recall.enable('messages',
                      content       => '{body}',

@@ -6,16 +6,19 @@
 # through sudo.  Idempotent, and silent when everything is already there.
 # Needs nothing from PostgreSQL itself, so it runs before pg_config exists.
 # `setup.sh --deb` (make deb, and make test's package test) also installs
-# what building the Debian package needs.
+# what building the Debian package needs; `setup.sh --bench` (make bench)
+# what the benchmarks need.
 
 set -euo pipefail
 
 DEB=
+BENCH=
 case "${1:-}" in
 '') ;;
 --deb) DEB=yes ;;
+--bench) BENCH=yes ;;
 *)
-	echo "usage: setup.sh [--deb]" >&2
+	echo "usage: setup.sh [--deb | --bench]" >&2
 	exit 2
 	;;
 esac
@@ -61,6 +64,11 @@ fi
 #                               package declares Rules-Requires-Root: no)
 if [ -n "$DEB" ]; then
 	PACKAGES+=(postgresql-server-dev-all debhelper dpkg-dev)
+fi
+# The benchmarks, only with --bench: valgrind counts instructions per
+# statement (test/bench/instructions.sh).
+if [ -n "$BENCH" ]; then
+	PACKAGES+=(valgrind)
 fi
 
 # Run a command as root: directly when we are root, else through sudo.

@@ -66,17 +66,9 @@ REVOKE ALL ON recall.sweep_state FROM PUBLIC;
 
 -- C functions ---------------------------------------------------------------
 
-CREATE OR REPLACE FUNCTION recall.guard_trigger() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'recall_guard_trigger' LANGUAGE C;
 COMMENT ON FUNCTION recall.guard_trigger() IS
     'BEFORE INSERT OR UPDATE row trigger: the recall (stamp, permission, wipe, event), frozen recalled rows, the invariant';
 
-CREATE OR REPLACE FUNCTION recall.recall(tbl regclass, id anyelement,
-                              actor text DEFAULT NULL, reason text DEFAULT NULL)
-    RETURNS boolean
-    AS 'MODULE_PATHNAME', 'recall_recall' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
-COMMENT ON FUNCTION recall.recall(regclass, anyelement, text, text) IS
-    'recall one message by key: true if recalled now, false if already recalled';
 -- A driver's untyped parameter (node-postgres, psycopg, JDBC) cannot
 -- resolve anyelement (42804); an id of unknown type resolves to this one,
 -- the same C function, which casts the text to the key's type (or reads a
@@ -89,49 +81,10 @@ CREATE OR REPLACE FUNCTION recall.recall(tbl regclass, id text,
 COMMENT ON FUNCTION recall.recall(regclass, text, text, text) IS
     'recall one message by key given as text (an untyped parameter): true if recalled now, false if already recalled';
 
-CREATE OR REPLACE FUNCTION recall._wiped_value(tbl regclass, col name) RETURNS text
-    AS 'MODULE_PATHNAME', 'recall_wiped_value' LANGUAGE C STRICT STABLE;
-
-CREATE OR REPLACE FUNCTION recall._registry_put(entry recall.tables) RETURNS void
-    AS 'MODULE_PATHNAME', 'recall_registry_put' LANGUAGE C STRICT VOLATILE;
-
-CREATE OR REPLACE FUNCTION recall._registry_delete(tbl regclass) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'recall_registry_delete' LANGUAGE C STRICT VOLATILE;
-
-CREATE OR REPLACE FUNCTION recall._copies_put(entry recall.copies) RETURNS void
-    AS 'MODULE_PATHNAME', 'recall_copies_put' LANGUAGE C STRICT VOLATILE;
-
-CREATE OR REPLACE FUNCTION recall._copies_delete(entry recall.copies) RETURNS boolean
-    AS 'MODULE_PATHNAME', 'recall_copies_delete' LANGUAGE C STRICT VOLATILE;
-
-CREATE OR REPLACE FUNCTION recall._treat_existing_copies(tbl regclass, copy regclass, match name[])
-    RETURNS bigint
-    AS 'MODULE_PATHNAME', 'recall_treat_existing_copies' LANGUAGE C STRICT VOLATILE;
-
-CREATE OR REPLACE FUNCTION recall.copy_guard_trigger() RETURNS trigger
-    AS 'MODULE_PATHNAME', 'recall_copy_guard_trigger' LANGUAGE C;
-COMMENT ON FUNCTION recall.copy_guard_trigger() IS
-    'row trigger on a copy table: a row pointing at a recalled message is wiped or not kept';
 -- Both check that the caller owns the table, then write as the extension's
 -- owner: callers need no privilege on the registry itself.
 
 -- Reading the event log -----------------------------------------------------
-
-CREATE OR REPLACE FUNCTION recall.events_after(after text DEFAULT NULL, max_events integer DEFAULT 1000)
-    RETURNS TABLE (cursor text, seq bigint, tbl regclass, pk jsonb,
-                   conversation text, actor text, privileged boolean,
-                   recalled_at timestamptz)
-    AS 'MODULE_PATHNAME', 'recall_events_after' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
-COMMENT ON FUNCTION recall.events_after(text, integer) IS
-    'committed recall events after a cursor, gap-free, in (xid, seq) order';
-
-CREATE OR REPLACE FUNCTION recall.head() RETURNS text
-LANGUAGE sql VOLATILE AS $$
-    SELECT pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())::pg_catalog.text
-           OPERATOR(pg_catalog.||) ':0'
-$$;
-COMMENT ON FUNCTION recall.head() IS
-    'a cursor at now: events_after(head()) returns only events not yet visible';
 
 -- Deletes, in C (dispatcher.c), events older than older_than that are
 -- notified and purged, as the dispatcher does with recall.event_retention.
@@ -139,56 +92,16 @@ CREATE OR REPLACE FUNCTION recall.prune_events(older_than interval) RETURNS bigi
     AS 'MODULE_PATHNAME', 'recall_prune_events'
     LANGUAGE C CALLED ON NULL INPUT VOLATILE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp;
-COMMENT ON FUNCTION recall.prune_events(interval) IS
-    'delete events recalled longer ago than older_than; returns the count';
-REVOKE ALL ON FUNCTION recall.prune_events(interval) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION recall.prune_events(interval) TO recall_admin;
-
 -- recall.enable -------------------------------------------------------------
 -- Runs with the caller's rights: every change to the user's table is DDL its
 -- owner could run by hand.  Not pinned to a search_path, since the backfill
 -- UPDATE fires the table's own triggers, which must see the caller's path;
 -- every name of ours is schema-qualified instead.
 
-CREATE OR REPLACE FUNCTION recall._base_type(typ oid) RETURNS oid
-LANGUAGE sql STABLE STRICT AS $$
-    WITH RECURSIVE d(t, base, depth) AS (
-        SELECT t.oid, t.typbasetype, 0 FROM pg_catalog.pg_type t WHERE t.oid = typ
-        UNION ALL
-        SELECT t.oid, t.typbasetype, d.depth + 1
-        FROM d JOIN pg_catalog.pg_type t ON t.oid = d.base
-        WHERE d.base <> 0 AND d.depth < 32)
-    SELECT t FROM d WHERE base = 0
-$$;
-
 -- A table's plain name, for messages.
 CREATE OR REPLACE FUNCTION recall._relname(tbl regclass) RETURNS name
 LANGUAGE sql STABLE STRICT AS $$
     SELECT c.relname FROM pg_catalog.pg_class c WHERE c.oid = tbl
-$$;
-
-CREATE OR REPLACE FUNCTION recall._check_owner(tbl regclass, what text) RETURNS pg_catalog.pg_class
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    rel pg_catalog.pg_class;
-BEGIN
-    SELECT * INTO rel FROM pg_catalog.pg_class c WHERE c.oid = tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'relation with OID % does not exist', tbl::oid
-            USING ERRCODE = '42P01';
-    END IF;
-    IF rel.relkind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION '"%" is not a table', rel.relname
-            USING ERRCODE = '42809',
-                  DETAIL = 'Only ordinary and partitioned tables can hold recallable messages.';
-    END IF;
-    IF NOT pg_catalog.pg_has_role(current_user, rel.relowner, 'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of table %', rel.relname
-            USING ERRCODE = '42501',
-                  DETAIL = format('Only the table''s owner or a superuser may %s it.', what);
-    END IF;
-    RETURN rel;
-END
 $$;
 
 -- The view's name: <table>_visible, shortened to fit NAMEDATALEN.
@@ -608,96 +521,7 @@ BEGIN
     RETURN format('%I.%I', nsp, vname)::regclass;
 END
 $enable$;
-COMMENT ON FUNCTION recall.enable(regclass, name[], name, name, name, interval, text, text, text, text, text, text) IS
-    'enable recall on a messages table; returns its <table>_visible view';
-
-CREATE OR REPLACE FUNCTION recall.disable(tbl regclass) RETURNS void
-LANGUAGE plpgsql AS $disable$
-DECLARE
-    rel  pg_catalog.pg_class;
-    cfg  recall.tables;
-    c    recall.copies;
-BEGIN
-    rel := recall._check_owner(tbl, 'disable recall on');
-    SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = disable.tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'table "%" is not enabled for recall', rel.relname
-            USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
-    END IF;
-    PERFORM recall._drop_objects(tbl);
-    EXECUTE format('DROP VIEW IF EXISTS %I.%I',
-                   (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = rel.relnamespace),
-                   cfg.view_name);
-    FOR c IN SELECT * FROM recall.copies x WHERE x.tbl = disable.tbl LOOP
-        PERFORM recall._copies_delete(c);
-        PERFORM recall._copy_guards(c.copy);
-    END LOOP;
-    PERFORM recall._registry_delete(tbl);
-END
-$disable$;
-COMMENT ON FUNCTION recall.disable(regclass) IS
-    'remove recall triggers, constraint, view and registry entry; keep columns and data';
-
 -- recall.recall_sender: an admin's bulk recall of one author's messages ------
-
-CREATE OR REPLACE FUNCTION recall.recall_sender(tbl regclass, sender text, reason text,
-                                     since timestamptz DEFAULT NULL,
-                                     until timestamptz DEFAULT NULL)
-RETURNS bigint
-LANGUAGE plpgsql AS $rs$
-DECLARE
-    cfg   recall.tables;
-    cond  text;
-    styp  oid;
-    mult  text;
-    n     bigint;
-BEGIN
-    SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = recall_sender.tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'table "%" is not enabled for recall', recall._relname(tbl)
-            USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
-    END IF;
-    IF cfg.sender IS NULL THEN
-        RAISE EXCEPTION 'table "%" has no sender column', recall._relname(tbl)
-            USING ERRCODE = '55000', HINT = 'Pass sender => ... to recall.enable().';
-    END IF;
-    IF recall_sender.sender IS NULL THEN
-        RAISE EXCEPTION 'sender must not be null' USING ERRCODE = '22004';
-    END IF;
-    IF (since IS NOT NULL OR until IS NOT NULL) AND cfg.sent_at IS NULL THEN
-        RAISE EXCEPTION 'table "%" has no sent_at column to bound the recall in time', recall._relname(tbl)
-            USING ERRCODE = '22023';
-    END IF;
-
-    SELECT recall._base_type(a.atttypid) INTO styp
-    FROM pg_catalog.pg_attribute a WHERE a.attrelid = tbl AND a.attname = cfg.sender;
-    IF styp IN ('pg_catalog.text'::regtype, 'pg_catalog.varchar'::regtype) THEN
-        cond := format('%I = $1', cfg.sender);
-    ELSE
-        cond := format('%I::text = $1', cfg.sender);
-    END IF;
-    IF cfg.sent_at_unit IS NULL THEN
-        IF since IS NOT NULL THEN cond := cond || format(' AND %I >= $2', cfg.sent_at); END IF;
-        IF until IS NOT NULL THEN cond := cond || format(' AND %I < $3', cfg.sent_at); END IF;
-    ELSE
-        mult := CASE cfg.sent_at_unit WHEN 'ms' THEN '1000' ELSE '1' END;
-        IF since IS NOT NULL THEN
-            cond := cond || format(' AND %I >= pg_catalog.ceil(pg_catalog.date_part(''epoch'', $2) * %s)', cfg.sent_at, mult);
-        END IF;
-        IF until IS NOT NULL THEN
-            cond := cond || format(' AND %I < pg_catalog.ceil(pg_catalog.date_part(''epoch'', $3) * %s)', cfg.sent_at, mult);
-        END IF;
-    END IF;
-
-    EXECUTE format('UPDATE %s SET recalled_at = pg_catalog.now(), recall_reason = $4 '
-                   'WHERE %s AND recalled_at IS NULL', tbl, cond)
-        USING recall_sender.sender, since, until, reason;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END
-$rs$;
-COMMENT ON FUNCTION recall.recall_sender(regclass, text, text, timestamptz, timestamptz) IS
-    'recall every message of one sender (optionally in [since, until)); returns the count';
 
 -- Copies ------------------------------------------------------------------
 
@@ -734,163 +558,13 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION recall.add_copy(tbl regclass, copy regclass, match name[],
-                                content name[] DEFAULT NULL,
-                                action text DEFAULT 'wipe')
-RETURNS void
-LANGUAGE plpgsql AS $add_copy$
-DECLARE
-    crel    pg_catalog.pg_class;
-    cfg     recall.tables;
-    entry   recall.copies;
-    col     name;
-    att     record;
-    wiped   text[] := '{}';
-    keytyp  oid;
-    i       integer;
-    conds   text[] := '{}';
-    sets    text;
-BEGIN
-    IF tbl IS NULL OR copy IS NULL THEN
-        RAISE EXCEPTION 'table and copy must not be null' USING ERRCODE = '22004';
-    END IF;
-    PERFORM recall._check_owner(tbl, 'register copies of');
-    crel := recall._check_owner(copy, 'register copies in');
-    SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = add_copy.tbl;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'table "%" is not enabled for recall', recall._relname(tbl)
-            USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
-    END IF;
-    IF action IS NULL OR action NOT IN ('wipe', 'delete') THEN
-        RAISE EXCEPTION 'unrecognized copy action "%"', action
-            USING ERRCODE = '22023', HINT = 'Use ''wipe'' or ''delete''.';
-    END IF;
-
-    IF match IS NULL OR pg_catalog.cardinality(match) <> pg_catalog.cardinality(cfg.key_columns) THEN
-        RAISE EXCEPTION 'match must name % column(s), one per key column of table "%"',
-                        pg_catalog.cardinality(cfg.key_columns), recall._relname(tbl)
-            USING ERRCODE = '22023',
-                  DETAIL = format('The key of table %s is (%s).', tbl,
-                                  pg_catalog.array_to_string(cfg.key_columns, ', '));
-    END IF;
-    FOR i IN 1 .. pg_catalog.cardinality(match) LOOP
-        SELECT a.atttypid INTO att FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = copy AND a.attname = match[i] AND a.attnum > 0 AND NOT a.attisdropped;
-        IF NOT FOUND OR match[i] IS NULL THEN
-            RAISE EXCEPTION 'column "%" of relation "%" does not exist', match[i], crel.relname
-                USING ERRCODE = '42703';
-        END IF;
-        SELECT a.atttypid INTO keytyp FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = tbl AND a.attname = cfg.key_columns[i];
-        BEGIN
-            EXECUTE format('SELECT NULL::%s::%s, NULL::%s::%s',
-                           keytyp::regtype, att.atttypid::regtype, att.atttypid::regtype, keytyp::regtype);
-        EXCEPTION WHEN OTHERS THEN
-            RAISE EXCEPTION 'match column "%" of type % cannot hold key column "%" of type %',
-                            match[i], att.atttypid::regtype, cfg.key_columns[i], keytyp::regtype
-                USING ERRCODE = '22023';
-        END;
-    END LOOP;
-
-    IF action = 'wipe' THEN
-        IF content IS NULL OR pg_catalog.cardinality(content) = 0 THEN
-            RAISE EXCEPTION 'a ''wipe'' copy needs content columns' USING ERRCODE = '22023';
-        END IF;
-        FOREACH col IN ARRAY content LOOP
-            IF col IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                                          WHERE a.attrelid = copy AND a.attname = col
-                                            AND a.attnum > 0 AND NOT a.attisdropped) THEN
-                RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, crel.relname
-                    USING ERRCODE = '42703';
-            END IF;
-            IF col = ANY (match) THEN
-                RAISE EXCEPTION 'content column "%" is a match column', col USING ERRCODE = '22023';
-            END IF;
-            IF copy = tbl AND col = ANY (cfg.key_columns) THEN
-                RAISE EXCEPTION 'content column "%" is part of the message key', col USING ERRCODE = '22023';
-            END IF;
-            IF (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(content) AS u(c) WHERE u.c = col) > 1 THEN
-                RAISE EXCEPTION 'content column "%" is listed more than once', col USING ERRCODE = '22023';
-            END IF;
-            wiped := pg_catalog.array_append(wiped, recall._wiped_value(copy, col));
-        END LOOP;
-    ELSIF content IS NOT NULL AND pg_catalog.cardinality(content) > 0 THEN
-        RAISE EXCEPTION 'a ''delete'' copy takes no content columns' USING ERRCODE = '22023';
-    END IF;
-
-    -- a copy lookup must not scan the table
-    IF NOT EXISTS (
-        SELECT FROM pg_catalog.pg_index x
-        WHERE x.indrelid = copy
-          AND (SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
-               FROM pg_catalog.unnest(x.indkey[0:pg_catalog.cardinality(match) - 1])
-                    WITH ORDINALITY AS k(attnum, ord)
-               JOIN pg_catalog.pg_attribute a ON a.attrelid = copy AND a.attnum = k.attnum)
-              @> match)
-    THEN
-        RAISE NOTICE 'no index of % starts with the match columns (%)', copy,
-                     pg_catalog.array_to_string(match, ', ')
-            USING DETAIL = 'Each recall then scans the copy table.',
-                  HINT = format('CREATE INDEX ON %s (%s);', copy,
-                                (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(m), ', ')
-                                 FROM pg_catalog.unnest(match) AS u(m)));
-    END IF;
-
-    entry.tbl := tbl;
-    entry.copy := copy;
-    entry.match := match;
-    entry.content := CASE WHEN action = 'wipe' THEN content END;
-    entry.wiped_values := CASE WHEN action = 'wipe' THEN wiped END;
-    entry.action := action;
-    PERFORM recall._copies_put(entry);
-    PERFORM recall._copy_guards(copy);
-
-    -- copies of messages recalled already (or recalled and deleted) at once
-    PERFORM recall._treat_existing_copies(tbl, copy, match);
-END
-$add_copy$;
-COMMENT ON FUNCTION recall.add_copy(regclass, regclass, name[], name[], text) IS
-    'register a table holding copies of tbl''s messages, wiped or deleted on recall';
-
-CREATE OR REPLACE FUNCTION recall.drop_copy(tbl regclass, copy regclass, match name[]) RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    entry recall.copies;
-BEGIN
-    PERFORM recall._check_owner(tbl, 'unregister copies of');
-    PERFORM recall._check_owner(copy, 'unregister copies in');
-    entry.tbl := tbl;
-    entry.copy := copy;
-    entry.match := match;
-    entry.action := 'delete';
-    IF NOT recall._copies_delete(entry) THEN
-        RAISE EXCEPTION 'copy of table "%" in "%" matched by (%) is not registered', recall._relname(tbl), recall._relname(copy),
-                        pg_catalog.array_to_string(match, ', ')
-            USING ERRCODE = '42704';
-    END IF;
-    PERFORM recall._copy_guards(copy);
-END
-$$;
-COMMENT ON FUNCTION recall.drop_copy(regclass, regclass, name[]) IS
-    'unregister a copy table and drop its guard triggers when it has no other registration';
-
 -- Erasure -------------------------------------------------------------------
-
-CREATE OR REPLACE FUNCTION recall.purge(tbl regclass DEFAULT NULL)
-    RETURNS TABLE (relation regclass, kind text, pages_scanned bigint,
-                   pages_scrubbed bigint, bytes_zeroed bigint, rebuilt boolean)
-    AS 'MODULE_PATHNAME', 'recall_purge' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
-COMMENT ON FUNCTION recall.purge(regclass) IS
-    'erase recalled content from the heap, TOAST and index pages of enabled tables (NULL: all you own)';
 
 CREATE OR REPLACE FUNCTION recall._backfill(tbl regclass, content name[], since xid8 DEFAULT NULL)
     RETURNS bigint
     AS 'MODULE_PATHNAME', 'recall_backfill' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 COMMENT ON FUNCTION recall._backfill(regclass, name[], xid8) IS
     'wipe content columns of rows recalled before they were listed (enable(); owner only)';
-
-CREATE OR REPLACE FUNCTION recall._clear_statistics(tbl regclass, col name) RETURNS void
-    AS 'MODULE_PATHNAME', 'recall_clear_statistics' LANGUAGE C STRICT VOLATILE;
 
 -- With pg_recall preloaded, start this database's dispatcher at commit.
 CREATE OR REPLACE FUNCTION recall._wake_dispatcher() RETURNS boolean

@@ -83,56 +83,41 @@ name_field(HeapTupleHeader row, TupleDesc desc, const char *name)
 	return isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
 }
 
-/* The elements of a name[] field (no nulls allowed), or NULL if null. */
+/*
+ * The elements of a name[] or text[] field as C strings, or NULL if the
+ * field is null; a null element is NULL (refused in a name[]).
+ */
 static char **
-names_field(HeapTupleHeader row, TupleDesc desc, const char *name, int *n, Oid relid)
+array_field(HeapTupleHeader row, TupleDesc desc, const char *name, Oid elemtype,
+			int *n, Oid relid)
 {
 	bool		isnull;
 	Datum		d = field(row, desc, name, &isnull);
 	ArrayType  *arr;
 	Datum	   *elems;
 	bool	   *nulls;
-	char	  **names;
+	char	  **strs;
 
 	*n = 0;
 	if (isnull)
 		return NULL;
 	arr = DatumGetArrayTypeP(d);
-	if (ARR_NDIM(arr) > 1)
-		bad_entry(name, relid, "The array must have one dimension.");
-	deconstruct_array(arr, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems, &nulls, n);
-	names = palloc(sizeof(char *) * (*n + 1));
+	if (ARR_NDIM(arr) > 1 || ARR_ELEMTYPE(arr) != elemtype)
+		bad_entry(name, relid, "It must be a one-dimensional array of the registry's type.");
+	if (elemtype == NAMEOID)
+		deconstruct_array(arr, NAMEOID, NAMEDATALEN, false, TYPALIGN_CHAR, &elems, &nulls, n);
+	else
+		deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+	strs = palloc(sizeof(char *) * (*n + 1));
 	for (int i = 0; i < *n; i++)
 	{
-		if (nulls[i])
+		if (nulls[i] && elemtype == NAMEOID)
 			bad_entry(name, relid, "Column names must not be null.");
-		names[i] = pstrdup(NameStr(*DatumGetName(elems[i])));
+		strs[i] = nulls[i] ? NULL
+			: elemtype == NAMEOID ? pstrdup(NameStr(*DatumGetName(elems[i])))
+			: TextDatumGetCString(elems[i]);
 	}
-	return names;
-}
-
-/* The elements of a text[] field (nulls allowed), or NULL if null. */
-static char **
-texts_field(HeapTupleHeader row, TupleDesc desc, const char *name, int *n, Oid relid)
-{
-	bool		isnull;
-	Datum		d = field(row, desc, name, &isnull);
-	ArrayType  *arr;
-	Datum	   *elems;
-	bool	   *nulls;
-	char	  **texts;
-
-	*n = 0;
-	if (isnull)
-		return NULL;
-	arr = DatumGetArrayTypeP(d);
-	if (ARR_NDIM(arr) > 1)
-		bad_entry(name, relid, "The array must have one dimension.");
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
-	texts = palloc(sizeof(char *) * (*n + 1));
-	for (int i = 0; i < *n; i++)
-		texts[i] = nulls[i] ? NULL : TextDatumGetCString(elems[i]);
-	return texts;
+	return strs;
 }
 
 /* A live column of rel by name, or an error naming what it was for. */
@@ -261,11 +246,11 @@ recall_check_registry_row(HeapTupleHeader row, TupleDesc desc, Oid relid)
 	int			nkeys;
 	char	  **keys = table_key(rel, &nkeys);
 	int			ngiven;
-	char	  **given = names_field(row, desc, "key_columns", &ngiven, relid);
+	char	  **given = array_field(row, desc, "key_columns", NAMEOID, &ngiven, relid);
 	int			ncontent;
-	char	  **content = names_field(row, desc, "content", &ncontent, relid);
+	char	  **content = array_field(row, desc, "content", NAMEOID, &ncontent, relid);
 	int			nwiped;
-	char	  **wiped = texts_field(row, desc, "wiped_values", &nwiped, relid);
+	char	  **wiped = array_field(row, desc, "wiped_values", TEXTOID, &nwiped, relid);
 	static const char *const recall_cols[] = {"recalled_at", "recalled_by", "recall_reason"};
 	static const char *const optional[] = {"sender", "sent_at", "conversation"};
 	char	   *opt[3];
@@ -400,11 +385,11 @@ recall_check_copies_row(HeapTupleHeader row, TupleDesc desc, Oid tbl, Oid copy)
 	int			nkeys;
 	char	  **keys = table_key(trel, &nkeys);
 	int			nmatch;
-	char	  **match = names_field(row, desc, "match", &nmatch, copy);
+	char	  **match = array_field(row, desc, "match", NAMEOID, &nmatch, copy);
 	int			ncontent;
-	char	  **content = names_field(row, desc, "content", &ncontent, copy);
+	char	  **content = array_field(row, desc, "content", NAMEOID, &ncontent, copy);
 	int			nwiped;
-	char	  **wiped = texts_field(row, desc, "wiped_values", &nwiped, copy);
+	char	  **wiped = array_field(row, desc, "wiped_values", TEXTOID, &nwiped, copy);
 	char	   *action = text_field(row, desc, "action");
 
 	if (recall_get_table(trel, true) == NULL)
