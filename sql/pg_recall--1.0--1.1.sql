@@ -117,6 +117,37 @@ BEGIN
 END
 $$;
 
+-- Take a lock that blocks the table in short tries (50 ms), so that the
+-- readers and writers queued behind the request never wait long; after 50
+-- tries, one ordinary wait (the deadlock detector then sees a writer that
+-- waits on a row this transaction changed).
+CREATE OR REPLACE FUNCTION recall._lock_briefly(tbl regclass, mode text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    prev_timeout text := pg_catalog.current_setting('lock_timeout');
+BEGIN
+    IF mode NOT IN ('SHARE ROW EXCLUSIVE', 'ACCESS EXCLUSIVE') THEN
+        RAISE EXCEPTION 'unrecognized lock mode "%"', mode USING ERRCODE = '22023';
+    END IF;
+    FOR attempt IN 1 .. 51 LOOP
+        BEGIN
+            IF attempt <= 50 THEN
+                PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
+            END IF;
+            EXECUTE format('LOCK TABLE %s IN %s MODE', tbl, mode);
+            EXIT;
+        EXCEPTION WHEN lock_not_available THEN
+            IF attempt > 50 THEN
+                RAISE;
+            END IF;
+            PERFORM pg_catalog.set_config('lock_timeout', prev_timeout, true);
+            PERFORM pg_catalog.pg_sleep(0.1);
+        END;
+    END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', prev_timeout, true);
+END
+$$;
+
 -- Refuse a table whose rows pg_recall could not guard: a temporary table
 -- (its registry row would outlive it), and plain inheritance (rows of a
 -- child are read and updated through its parent, but have no trigger).
@@ -203,8 +234,6 @@ DECLARE
     recall_cols  constant name[] := ARRAY['recalled_at', 'recalled_by', 'recall_reason'];
     typ_sent_at  oid;
     since        xid8;
-    prev_timeout text;
-    attempt      integer;
 BEGIN
     IF tbl IS NULL THEN
         RAISE EXCEPTION 'table must not be null' USING ERRCODE = '22004';
@@ -395,25 +424,7 @@ BEGIN
     -- The catalog changes take a lock that blocks the table for as long as
     -- they last (short); wait for it in short tries, so that the readers
     -- and writers queued behind this request never wait long either.
-    -- (After 50 short tries, one ordinary wait: a writer blocked on a row
-    -- that pass 1 wiped is then seen by the deadlock detector.)
-    prev_timeout := pg_catalog.current_setting('lock_timeout');
-    FOR attempt IN 1 .. 51 LOOP
-        BEGIN
-            IF attempt <= 50 THEN
-                PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
-            END IF;
-            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', tbl);
-            EXIT;
-        EXCEPTION WHEN lock_not_available THEN
-            IF attempt > 50 THEN
-                RAISE;
-            END IF;
-            PERFORM pg_catalog.set_config('lock_timeout', prev_timeout, true);
-            PERFORM pg_catalog.pg_sleep(0.1);
-        END;
-    END LOOP;
-    PERFORM pg_catalog.set_config('lock_timeout', prev_timeout, true);
+    PERFORM recall._lock_briefly(tbl, 'ACCESS EXCLUSIVE');
 
     PERFORM recall._drop_objects(tbl);
 
@@ -558,7 +569,137 @@ BEGIN
 END
 $$;
 
+CREATE OR REPLACE FUNCTION recall.add_copy(tbl regclass, copy regclass, match name[],
+                                content name[] DEFAULT NULL,
+                                action text DEFAULT 'wipe')
+RETURNS void
+LANGUAGE plpgsql AS $add_copy$
+DECLARE
+    crel    pg_catalog.pg_class;
+    cfg     recall.tables;
+    entry   recall.copies;
+    col     name;
+    att     record;
+    wiped   text[] := '{}';
+    keytyp  oid;
+    i       integer;
+    conds   text[] := '{}';
+    sets    text;
+    since   xid8;
+BEGIN
+    IF tbl IS NULL OR copy IS NULL THEN
+        RAISE EXCEPTION 'table and copy must not be null' USING ERRCODE = '22004';
+    END IF;
+    PERFORM recall._check_owner(tbl, 'register copies of');
+    crel := recall._check_owner(copy, 'register copies in');
+    SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = add_copy.tbl;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table "%" is not enabled for recall', recall._relname(tbl)
+            USING ERRCODE = '55000', HINT = 'Call recall.enable() on the table first.';
+    END IF;
+    IF action IS NULL OR action NOT IN ('wipe', 'delete') THEN
+        RAISE EXCEPTION 'unrecognized copy action "%"', action
+            USING ERRCODE = '22023', HINT = 'Use ''wipe'' or ''delete''.';
+    END IF;
+
+    IF match IS NULL OR pg_catalog.cardinality(match) <> pg_catalog.cardinality(cfg.key_columns) THEN
+        RAISE EXCEPTION 'match must name % column(s), one per key column of table "%"',
+                        pg_catalog.cardinality(cfg.key_columns), recall._relname(tbl)
+            USING ERRCODE = '22023',
+                  DETAIL = format('The key of table %s is (%s).', tbl,
+                                  pg_catalog.array_to_string(cfg.key_columns, ', '));
+    END IF;
+    FOR i IN 1 .. pg_catalog.cardinality(match) LOOP
+        SELECT a.atttypid INTO att FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = copy AND a.attname = match[i] AND a.attnum > 0 AND NOT a.attisdropped;
+        IF NOT FOUND OR match[i] IS NULL THEN
+            RAISE EXCEPTION 'column "%" of relation "%" does not exist', match[i], crel.relname
+                USING ERRCODE = '42703';
+        END IF;
+        SELECT a.atttypid INTO keytyp FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = tbl AND a.attname = cfg.key_columns[i];
+        BEGIN
+            EXECUTE format('SELECT NULL::%s::%s, NULL::%s::%s',
+                           keytyp::regtype, att.atttypid::regtype, att.atttypid::regtype, keytyp::regtype);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE EXCEPTION 'match column "%" of type % cannot hold key column "%" of type %',
+                            match[i], att.atttypid::regtype, cfg.key_columns[i], keytyp::regtype
+                USING ERRCODE = '22023';
+        END;
+    END LOOP;
+
+    IF action = 'wipe' THEN
+        IF content IS NULL OR pg_catalog.cardinality(content) = 0 THEN
+            RAISE EXCEPTION 'a ''wipe'' copy needs content columns' USING ERRCODE = '22023';
+        END IF;
+        FOREACH col IN ARRAY content LOOP
+            IF col IS NULL OR NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                                          WHERE a.attrelid = copy AND a.attname = col
+                                            AND a.attnum > 0 AND NOT a.attisdropped) THEN
+                RAISE EXCEPTION 'column "%" of relation "%" does not exist', col, crel.relname
+                    USING ERRCODE = '42703';
+            END IF;
+            IF col = ANY (match) THEN
+                RAISE EXCEPTION 'content column "%" is a match column', col USING ERRCODE = '22023';
+            END IF;
+            IF copy = tbl AND col = ANY (cfg.key_columns) THEN
+                RAISE EXCEPTION 'content column "%" is part of the message key', col USING ERRCODE = '22023';
+            END IF;
+            IF (SELECT pg_catalog.count(*) FROM pg_catalog.unnest(content) AS u(c) WHERE u.c = col) > 1 THEN
+                RAISE EXCEPTION 'content column "%" is listed more than once', col USING ERRCODE = '22023';
+            END IF;
+            wiped := pg_catalog.array_append(wiped, recall._wiped_value(copy, col));
+        END LOOP;
+    ELSIF content IS NOT NULL AND pg_catalog.cardinality(content) > 0 THEN
+        RAISE EXCEPTION 'a ''delete'' copy takes no content columns' USING ERRCODE = '22023';
+    END IF;
+
+    -- a copy lookup must not scan the table
+    IF NOT EXISTS (
+        SELECT FROM pg_catalog.pg_index x
+        WHERE x.indrelid = copy
+          AND (SELECT pg_catalog.array_agg(a.attname ORDER BY k.ord)
+               FROM pg_catalog.unnest(x.indkey[0:pg_catalog.cardinality(match) - 1])
+                    WITH ORDINALITY AS k(attnum, ord)
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = copy AND a.attnum = k.attnum)
+              @> match)
+    THEN
+        RAISE NOTICE 'no index of % starts with the match columns (%)', copy,
+                     pg_catalog.array_to_string(match, ', ')
+            USING DETAIL = 'Each recall then scans the copy table.',
+                  HINT = format('CREATE INDEX ON %s (%s);', copy,
+                                (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(m), ', ')
+                                 FROM pg_catalog.unnest(match) AS u(m)));
+    END IF;
+
+    entry.tbl := tbl;
+    entry.copy := copy;
+    entry.match := match;
+    entry.content := CASE WHEN action = 'wipe' THEN content END;
+    entry.wiped_values := CASE WHEN action = 'wipe' THEN wiped END;
+    entry.action := action;
+    PERFORM recall._copies_put(entry);
+
+    -- Copies of messages recalled already (or recalled and deleted) at once,
+    -- while the copy table stays in use; then the guards, under a lock taken
+    -- in short tries; then the copies of the messages recalled meanwhile
+    -- (from the event log: an index lookup per message, not a scan).
+    since := pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot());
+    PERFORM recall._treat_existing_copies(tbl, copy, match);
+    PERFORM recall._lock_briefly(copy, 'SHARE ROW EXCLUSIVE');
+    PERFORM recall._copy_guards(copy);
+    PERFORM recall._treat_existing_copies(tbl, copy, match, since);
+END
+$add_copy$;
+
 -- Erasure -------------------------------------------------------------------
+
+-- 1.1: an optional xid restricts the treatment to messages recalled since
+DROP FUNCTION recall._treat_existing_copies(regclass, regclass, name[]);
+CREATE FUNCTION recall._treat_existing_copies(tbl regclass, copy regclass, match name[],
+                                              since xid8 DEFAULT NULL)
+    RETURNS bigint
+    AS 'MODULE_PATHNAME', 'recall_treat_existing_copies' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 CREATE OR REPLACE FUNCTION recall._backfill(tbl regclass, content name[], since xid8 DEFAULT NULL)
     RETURNS bigint

@@ -1380,20 +1380,22 @@ recall_copy_guard_trigger(PG_FUNCTION_ARGS)
 }
 
 /*
- * recall._treat_existing_copies(tbl regclass, copy regclass, match name[])
- * returns bigint: give the copy rows that point at messages recalled
- * before the registration (still there, or deleted since) the treatment of
- * a recall.  Run by recall.add_copy(); the caller must own both tables.
+ * recall._treat_existing_copies(tbl regclass, copy regclass, match name[],
+ * since xid8 DEFAULT NULL) returns bigint: give the copy rows that point at
+ * messages recalled before the registration (still there, or deleted
+ * since) the treatment of a recall; with since, only at the messages
+ * recalled by transactions since that one.  Run by recall.add_copy(); the caller must own both tables.
  * Keys are compared as text here, so that a copy value that is no key
  * simply matches nothing.
  */
 Datum
 recall_treat_existing_copies(PG_FUNCTION_ARGS)
 {
-	Oid			tbl = PG_GETARG_OID(0);
-	Oid			copy = PG_GETARG_OID(1);
+	Oid			tbl;
+	Oid			copy;
 	int			nmatch;
-	char	  **match = name_array(PG_GETARG_DATUM(2), &nmatch);
+	char	  **match;
+	bool		has_since = (PG_NARGS() > 3 && !PG_ARGISNULL(3));
 	CopyEntry  *entry;
 	CopyReg    *reg = NULL;
 	ListCell   *lc;
@@ -1406,6 +1408,15 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 	Oid			argtypes[1] = {JSONBOID};
 	uint64		n;
 
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("table, copy and match must not be null")));
+	tbl = PG_GETARG_OID(0);
+	copy = PG_GETARG_OID(1);
+	match = name_array(PG_GETARG_DATUM(2), &nmatch);
+	recall_check_owner(tbl);
+	recall_check_owner(copy);
 	if (!recall_is_owner(tbl, GetUserId()) || !recall_is_owner(copy, GetUserId()))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -1434,12 +1445,16 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	{
-		Oid			types[1] = {REGCLASSOID};
-		Datum		args[1] = {ObjectIdGetDatum(tbl)};
+		Oid			types[2] = {REGCLASSOID, XID8OID};
+		Datum		args[2];
+		char		nulls[2] = {' ', has_since ? ' ' : 'n'};
 
+		args[0] = ObjectIdGetDatum(tbl);
+		args[1] = has_since ? PG_GETARG_DATUM(3) : (Datum) 0;
 		ret = SPI_execute_with_args("SELECT COALESCE(pg_catalog.jsonb_agg(DISTINCT e.pk), '[]')"
-									" FROM recall.events e WHERE e.tbl OPERATOR(pg_catalog.=) $1",
-									1, types, args, NULL, true, 1);
+									" FROM recall.events e WHERE e.tbl OPERATOR(pg_catalog.=) $1"
+									" AND ($2 IS NULL OR e.xid OPERATOR(pg_catalog.>=) $2)",
+									2, types, args, nulls, true, 1);
 	}
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "reading recall.events failed: %s", SPI_result_code_string(ret));
@@ -1447,13 +1462,25 @@ recall_treat_existing_copies(PG_FUNCTION_ARGS)
 							false, -1);
 	SPI_finish();
 	recall_unbecome(&become);
+	/* nothing recalled since: no scan (the usual second pass of add_copy) */
+	if (has_since && JB_ROOT_COUNT(DatumGetJsonbP(pks)) == 0)
+		PG_RETURN_INT64(0);
 
+	/*
+	 * Every recalled message (its row, or its event once deleted); with
+	 * "since", only the messages recalled since then (all in the log).
+	 */
 	initStringInfo(&cond);
-	appendStringInfo(&cond, " WHERE EXISTS (SELECT 1 FROM %s t WHERE t.recalled_at IS NOT NULL", reg->tbl_name);
-	for (int i = 0; i < reg->nkeys; i++)
-		appendStringInfo(&cond, " AND t.%s::pg_catalog.text OPERATOR(pg_catalog.=) m.%s::pg_catalog.text",
-						 quote_identifier(reg->key_names[i]), quote_identifier(reg->match_names[i]));
-	appendStringInfoString(&cond, ") OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements($1) AS e(pk) WHERE true");
+	if (has_since)
+		appendStringInfoString(&cond, " WHERE EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements($1) AS e(pk) WHERE true");
+	else
+	{
+		appendStringInfo(&cond, " WHERE EXISTS (SELECT 1 FROM %s t WHERE t.recalled_at IS NOT NULL", reg->tbl_name);
+		for (int i = 0; i < reg->nkeys; i++)
+			appendStringInfo(&cond, " AND t.%s::pg_catalog.text OPERATOR(pg_catalog.=) m.%s::pg_catalog.text",
+							 quote_identifier(reg->key_names[i]), quote_identifier(reg->match_names[i]));
+		appendStringInfoString(&cond, ") OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements($1) AS e(pk) WHERE true");
+	}
 	for (int i = 0; i < reg->nkeys; i++)
 		appendStringInfo(&cond, " AND (e.pk OPERATOR(pg_catalog.->>) %s) OPERATOR(pg_catalog.=) m.%s::pg_catalog.text",
 						 quote_literal_cstr(reg->key_names[i]), quote_identifier(reg->match_names[i]));
