@@ -17,6 +17,9 @@ OBJS = \
 	src/payload.o \
 	src/dispatcher.o \
 	src/purge.o \
+	src/purger.o \
+	src/rebuild.o \
+	src/sweep.o \
 	src/recall_fn.o \
 	src/registry.o
 
@@ -31,7 +34,7 @@ ISOLATION_OPTS = --inputdir=test --outputdir=output_iso --load-extension=pg_reca
 
 PG_CPPFLAGS = -Isrc
 # every source includes the shared header
-RECALL_HEADERS = src/pg_recall.h
+RECALL_HEADERS = src/pg_recall.h src/erasure.h
 PG_CFLAGS = -Wall -Werror
 
 PG_CONFIG ?= pg_config

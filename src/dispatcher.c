@@ -63,6 +63,7 @@
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
+#include "erasure.h"
 #include "pg_recall.h"
 
 PG_FUNCTION_INFO_V1(recall_wake_dispatcher);
@@ -89,7 +90,6 @@ bool		recall_dispatcher_enabled = false;
 
 static int	dispatch_interval_ms = 1000;
 static int	dispatch_batch_size = 1000;
-static int	purge_delay_ms = 10000;
 static int	dispatch_delay_ms = 2;
 
 static DispatcherShared *shared = NULL;
@@ -103,6 +103,7 @@ static bool wake_at_commit = false;
 void		recall_launcher_main(Datum arg);
 void		recall_dispatcher_main(Datum arg);
 void		recall_purger_main(Datum arg);
+void		recall_rebuilder_main(Datum arg);
 
 /* Reserve the shared state. */
 static void
@@ -260,14 +261,6 @@ recall_dispatcher_register(void)
 							2, 0, 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	DefineCustomIntVariable("recall.purge_delay",
-							gettext_noop("Longest time from a recall's commit to the erasure of its old bytes by the dispatcher."),
-							gettext_noop("The dispatcher purges a table once its oldest unpurged recall is half this old; 0 turns automatic purging off."),
-							&purge_delay_ms,
-							10000, 0, 24 * 3600 * 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
-							NULL, NULL, NULL);
-
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 	recall_dispatcher_enabled = true;
@@ -813,31 +806,94 @@ dispatch_batch(void)
 	return full ? 1 : 0;
 }
 
-/* Purge the tables whose recalls are due, in a transaction of its own. */
-static void
-purge_due_tables(void)
-{
-	PurgeSink	sink = {NULL, NULL, 0};
+/*
+ * ---------------------------------------------------------------------
+ * Erasure workers: a stand-in for the workers branch's launcher, so that
+ * the erasure branch runs on its own.  The dispatcher keeps a purger
+ * running; the purger starts a rebuilder when a rebuild falls due.  The
+ * API is the one src/worker.h declares (see src/erasure.h); this whole
+ * section goes when the workers branch lands.
+ * ---------------------------------------------------------------------
+ */
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	if (!OidIsValid(get_extension_oid("pg_recall", true)))
-	{
-		CommitTransactionCommand();
+static bool shim_is_purger = false;
+static bool shim_is_rebuilder = false;
+static TimestampTz shim_next_due = 0;
+static TimestampTz shim_rebuild_due = 0;
+static BackgroundWorkerHandle *shim_rebuilder = NULL;
+
+/* Should the erasure worker leave (its database's dispatcher is gone)? */
+bool
+recall_worker_should_exit(void)
+{
+	bool		dispatcher_runs;
+	DispatchSlot *slot;
+
+	if (database_wanted_elsewhere())
+		return true;
+	if (shim_is_rebuilder)
+		return false;
+	SpinLockAcquire(&shared->mutex);
+	slot = slot_for(MyDatabaseId, false);
+	dispatcher_runs = (slot != NULL && slot->pid != 0);
+	SpinLockRelease(&shared->mutex);
+	return !dispatcher_runs;
+}
+
+/* When the worker's loop is wanted again (0: nothing pending). */
+void
+recall_worker_set_next_due(TimestampTz due)
+{
+	shim_next_due = due;
+}
+
+/* How long a worker's loop stays with nothing due. */
+int
+recall_worker_idle_timeout_ms(void)
+{
+	return 10000;
+}
+
+/* The purger polls once a second here: nothing to do. */
+void
+recall_request_purge(Oid dboid, TimestampTz due)
+{
+}
+
+/* From the purger: start a rebuilder when the rebuild is due. */
+void
+recall_request_rebuild(Oid dboid, TimestampTz due)
+{
+	if (!shim_is_purger || dboid != MyDatabaseId)
 		return;
+	shim_rebuild_due = due;
+}
+
+/* Start the rebuilder if one is due and none runs. */
+static void
+shim_keep_rebuilder(void)
+{
+	pid_t		pid;
+
+	if (shim_rebuilder != NULL &&
+		GetBackgroundWorkerPid(shim_rebuilder, &pid) != BGWH_STOPPED)
+		return;
+	if (shim_rebuilder != NULL)
+	{
+		pfree(shim_rebuilder);
+		shim_rebuilder = NULL;
 	}
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "purging recalled content");
-	recall_purge_tables(InvalidOid, false, purge_delay_ms / 2, &sink);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	pgstat_report_activity(STATE_IDLE, NULL);
+	if (shim_rebuild_due == 0 || shim_rebuild_due > GetCurrentTimestamp())
+		return;
+	if (!start_worker("rebuilder", MyDatabaseId, &shim_rebuilder))
+		shim_rebuilder = NULL;
+	shim_rebuild_due = 0;
 }
 
 /*
  * The purger of the dispatcher's database: erasure runs in a worker of its
- * own, so that a purge (seconds on a large table) never holds the
- * notifications back.  Started by the dispatcher, restarted if it died.
+ * own, so that a purge never holds the notifications back.  Started by the
+ * dispatcher, restarted if it died.
  */
 static void
 keep_purger(BackgroundWorkerHandle **handle, TimestampTz *next_start)
@@ -858,10 +914,27 @@ keep_purger(BackgroundWorkerHandle **handle, TimestampTz *next_start)
 	*next_start = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
 }
 
-/*
- * recall_purger_main: purge the recalled content of one database, once a
- * second, while its dispatcher runs.
- */
+/* Sleep up to a second, or until due. */
+static void
+shim_sleep(TimestampTz due)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		ms = 1000;
+
+	if (due != 0 && due > now)
+		ms = Min(ms, (long) ((due - now) / 1000) + 1);
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (ConfigReloadPending)
+	{
+		ConfigReloadPending = false;
+		ProcessConfigFile(PGC_SIGHUP);
+	}
+}
+
+/* recall_purger_main: erasure of one database, while its dispatcher runs. */
 void
 recall_purger_main(Datum arg)
 {
@@ -871,30 +944,36 @@ recall_purger_main(Datum arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	shim_is_purger = true;
 
 	for (;;)
 	{
-		bool		dispatcher_runs;
-		DispatchSlot *slot;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-		SpinLockAcquire(&shared->mutex);
-		slot = slot_for(dboid, false);
-		dispatcher_runs = (slot != NULL && slot->pid != 0);
-		SpinLockRelease(&shared->mutex);
-		if (!dispatcher_runs || purge_delay_ms <= 0 || database_wanted_elsewhere())
+		recall_purger_loop();
+		shim_keep_rebuilder();
+		if (recall_worker_should_exit())
 			proc_exit(0);
+		shim_sleep(shim_next_due);
+	}
+}
 
-		purge_due_tables();
+/* recall_rebuilder_main: rebuild the dirty indexes due, then leave. */
+void
+recall_rebuilder_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	shim_is_rebuilder = true;
+
+	for (;;)
+	{
+		recall_rebuilder_loop();
+		if (shim_next_due == 0 || recall_worker_should_exit())
+			proc_exit(0);
+		shim_sleep(shim_next_due);
 	}
 }
 
@@ -971,8 +1050,7 @@ recall_dispatcher_main(Datum arg)
 		for (;;)
 		{
 			now = GetCurrentTimestamp();
-			if (purge_delay_ms > 0)
-				keep_purger(&purger, &next_purger);
+			keep_purger(&purger, &next_purger);
 			if (now >= next_dispatch)
 				break;
 			rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,

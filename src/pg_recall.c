@@ -15,6 +15,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "erasure.h"
 #include "pg_recall.h"
 
 PG_MODULE_MAGIC;
@@ -47,6 +48,8 @@ _PG_init(void)
 							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
+	/* erasure's clocks */
+	recall_erasure_init();
 	/* the background dispatcher, when preloaded */
 	recall_dispatcher_register();
 

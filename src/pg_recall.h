@@ -166,17 +166,6 @@ extern void recall_wipe_copies(RecallTable *cfg, HeapTuple tup, TupleDesc tupdes
 extern void recall_copies_init(void);
 extern bool recall_in_copy_wipe;
 
-/* purge.c */
-/* Where purge reports go: a tuplestore, or nowhere (the worker). */
-typedef struct PurgeSink
-{
-	struct Tuplestorestate *store;
-	TupleDesc	desc;
-	int			nrows;
-} PurgeSink;
-extern void recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms,
-								PurgeSink *sink);
-
 /* events.c */
 extern void recall_events_init(void);
 
