@@ -860,6 +860,8 @@ recall_request_purge(Oid dboid, TimestampTz due)
 {
 }
 
+static void shim_keep_rebuilder(void);
+
 /* From the purger: start a rebuilder when the rebuild is due. */
 void
 recall_request_rebuild(Oid dboid, TimestampTz due)
@@ -867,6 +869,7 @@ recall_request_rebuild(Oid dboid, TimestampTz due)
 	if (!shim_is_purger || dboid != MyDatabaseId)
 		return;
 	shim_rebuild_due = due;
+	shim_keep_rebuilder();
 }
 
 /* Start the rebuilder if one is due and none runs. */

@@ -18,8 +18,9 @@
  * asks.
  *
  * The rebuild is REINDEX INDEX CONCURRENTLY, run from the worker's own
- * top-level transactions through ProcessUtility (a function or SPI is not
- * top level, and PreventInTransactionBlock refuses them).  It runs as the
+ * top-level transactions through ProcessUtility, in a portal as a client's
+ * statement runs (a function or SPI is not top level, and
+ * PreventInTransactionBlock refuses them).  It runs as the
  * table's owner (SetCurrentRoleId, as SET ROLE would: the command commits
  * and starts transactions of its own, across which a security context
  * cannot be held), so that whatever of the owner's code it evaluates
@@ -55,11 +56,13 @@
 #include "pgstat.h"
 #include "storage/lmgr.h"
 #include "tcop/dest.h"
+#include "tcop/pquery.h"
 #include "tcop/utility.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/portal.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -303,16 +306,19 @@ recall_rebuild_next_due(void)
 /*
  * Run a utility statement that refuses transaction blocks (REINDEX
  * CONCURRENTLY, DROP INDEX CONCURRENTLY) from a worker, outside any
- * transaction: its own top-level transactions, as the given role.
- * Returns NULL, or the error it failed with (its transaction aborted).
+ * transaction: at top level, as the given role, in transactions of its
+ * own.  It runs in a portal, as exec_simple_query() runs it: the portal
+ * stays active across the command's own commits, takes the snapshot the
+ * command needs, and gives one to the SQL an event trigger runs (the
+ * extension's sql_drop trigger fires on DROP INDEX).  Returns NULL, or the
+ * error it failed with (its transaction aborted).
  */
 char *
 recall_run_utility(Node *stmt, const char *text, Oid as_role, bool as_superuser)
 {
 	MemoryContext caller = CurrentMemoryContext;
-	MemoryContext save_portal = PortalContext;
-	MemoryContext portal = AllocSetContextCreate(TopMemoryContext, "pg_recall utility",
-												 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "pg_recall utility",
+											  ALLOCSET_DEFAULT_SIZES);
 	bool		as_other = OidIsValid(as_role) && as_role != GetUserId();
 	char	   *volatile failure = NULL;
 
@@ -320,26 +326,33 @@ recall_run_utility(Node *stmt, const char *text, Oid as_role, bool as_superuser)
 	PG_TRY();
 	{
 		PlannedStmt *pstmt;
+		Portal		portal;
+		QueryCompletion qc;
+		char	   *source;
 
 		if (as_other)
 			SetCurrentRoleId(as_role, as_superuser);
-		PortalContext = portal;
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, text);
 
-		MemoryContextSwitchTo(portal);
+		/* the statement outlives the command's transactions */
+		MemoryContextSwitchTo(cxt);
+		source = pstrdup(text);
 		pstmt = makeNode(PlannedStmt);
 		pstmt->commandType = CMD_UTILITY;
-		pstmt->canSetTag = false;
-		pstmt->utilityStmt = stmt;
+		pstmt->canSetTag = true;
+		pstmt->utilityStmt = copyObject(stmt);
 		pstmt->stmt_location = -1;
 		pstmt->stmt_len = 0;
-		ProcessUtility(pstmt, text, false, PROCESS_UTILITY_TOPLEVEL, NULL, NULL,
-					   None_Receiver, NULL);
-		if (ActiveSnapshotSet())
-			PopActiveSnapshot();
+
+		portal = CreatePortal("", true, true);
+		portal->visible = false;
+		PortalDefineQuery(portal, NULL, source, CreateCommandTag(pstmt->utilityStmt),
+						  list_make1(pstmt), NULL);
+		PortalStart(portal, NULL, 0, InvalidSnapshot);
+		(void) PortalRun(portal, FETCH_ALL, true, true, None_Receiver, None_Receiver, &qc);
+		PortalDrop(portal, false);
 		CommitTransactionCommand();
 	}
 	PG_CATCH();
@@ -357,8 +370,7 @@ recall_run_utility(Node *stmt, const char *text, Oid as_role, bool as_superuser)
 	}
 	PG_END_TRY();
 	MemoryContextSwitchTo(caller);
-	PortalContext = save_portal;
-	MemoryContextDelete(portal);
+	MemoryContextDelete(cxt);
 	if (as_other)
 		SetCurrentRoleId(InvalidOid, false);
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -713,6 +725,9 @@ recall_rebuild_one(void)
 	stmt->params = list_make1(makeDefElem("concurrently", NULL, -1));
 	text = psprintf("REINDEX INDEX CONCURRENTLY %s",
 					quote_qualified_identifier(target.nspname, target.relname));
+
+	/* an earlier rebuild of this table that died left its copy behind */
+	(void) recall_drop_leftover_indexes(target.heapoid);
 
 	/* before the command's snapshot: a recall purged before this is covered */
 	start = GetCurrentTimestamp();
