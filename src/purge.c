@@ -1164,8 +1164,16 @@ record_cycle(CycleState *st)
 		}
 		if (indexes != NIL)
 		{
+			ListCell   *ic;
+
 			recall_mark_indexes_dirty(t->tbl, indexes, t->oldest);
 			st->cycle->marked_indexes += list_length(indexes);
+			foreach(ic, indexes)
+			{
+				ErasureResult res = {lfirst_oid(ic), "index", 0, 0, 0, false};
+
+				recall_erasure_emit(st->cycle->sink, &res);
+			}
 		}
 	}
 }
