@@ -27,10 +27,10 @@
  * targeted: its table's relations are handed to the sweep (sweep.c) and
  * its content indexes are marked dirty.
  *
- * Page changes are made under the cleanup lock in a critical section,
- * after every decision, and WAL-logged (pruning's own record, then a full
- * page image of the zeroed page, taken only when a byte was not zero), so
- * crash recovery and standbys get the scrubbed page.
+ * Page changes are made under the cleanup lock, after every decision, and
+ * WAL-logged: pruning's own record, then, when a byte of the free space
+ * was not zero, a generic WAL record whose application (and replay) zeroes
+ * the free space; so crash recovery and standbys get the scrubbed page.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,7 +41,7 @@
 #include "access/relation.h"
 #include "access/transam.h"
 #include "access/xact.h"
-#include "access/xloginsert.h"
+#include "access/generic_xlog.h"
 #include "catalog/heap.h"
 #include "catalog/partition.h"
 #include "catalog/pg_am.h"
@@ -313,14 +313,30 @@ recall_scrub_block(Relation rel, BlockNumber blk, BufferAccessStrategy strategy,
 		Size		len = phdr->pd_upper - phdr->pd_lower;
 		int64		nz = nonzero_bytes(start, len);
 
-		if (nz > 0)
+		if (nz > 0 && RelationNeedsWAL(rel))
 		{
+			/*
+			 * A generic WAL record of the unchanged page: GenericXLogFinish
+			 * zeroes the hole between pd_lower and pd_upper, and so does its
+			 * replay, so the record carries no data (a full page image, its
+			 * hole left out, only when this is the page's first change since
+			 * a checkpoint, and pruning took that one already).
+			 */
+			GenericXLogState *state = GenericXLogStart(rel);
+
+			(void) GenericXLogRegisterBuffer(state, buf, 0);
+			(void) GenericXLogFinish(state);
+		}
+		else if (nz > 0)
+		{
+			/* not WAL-logged (unlogged table) */
 			START_CRIT_SECTION();
 			memset(start, 0, len);
 			MarkBufferDirty(buf);
-			if (RelationNeedsWAL(rel))
-				log_newpage_buffer(buf, true);
 			END_CRIT_SECTION();
+		}
+		if (nz > 0)
+		{
 			res->bytes_zeroed += nz;
 			changed = true;
 		}
