@@ -96,6 +96,7 @@ typedef struct PurgeCycle
 	/* out */
 	TimestampTz next_due;		/* 0: nothing pending */
 	int64		marked_indexes; /* content indexes marked dirty */
+	bool		sweep_requested;	/* recalls without residue: sweep now */
 } PurgeCycle;
 extern void recall_purge_cycle(PurgeCycle *cycle);
 

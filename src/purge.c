@@ -1163,6 +1163,7 @@ record_cycle(CycleState *st)
 				recall_heap_relations(c->copy, &rels);
 		}
 		recall_sweep_request(rels, t->tbl);
+		st->cycle->sweep_requested = true;
 		foreach(lc, rels)
 		{
 			Oid			relid = lfirst_oid(lc);
@@ -1172,11 +1173,16 @@ record_cycle(CycleState *st)
 			if (get_rel_relkind(relid) != RELKIND_RELATION ||
 				!OidIsValid(content_of(st, relid, &names)))
 				continue;
-			rel = try_relation_open(relid, AccessShareLock);
+			if (!ConditionalLockRelationOid(relid, AccessShareLock))
+				continue;		/* locked away: the sweep marks it later */
+			rel = try_relation_open(relid, NoLock);
 			if (rel == NULL)
+			{
+				UnlockRelationOid(relid, AccessShareLock);
 				continue;
+			}
 			indexes = list_concat(indexes, recall_content_indexes(rel, names));
-			relation_close(rel, AccessShareLock);
+			relation_close(rel, NoLock);
 		}
 		if (indexes != NIL)
 		{
@@ -1254,6 +1260,7 @@ recall_purge_cycle(PurgeCycle *cycle)
 	st.cxt = CurrentMemoryContext;
 	cycle->next_due = 0;
 	cycle->marked_indexes = 0;
+	cycle->sweep_requested = false;
 
 	step_begin(&st, "pg_recall: reading recalls to purge");
 	if (cycle->own_transactions && !recall_extension_present())
@@ -1348,9 +1355,11 @@ recall_purge(PG_FUNCTION_ARGS)
 	cycle.sink = &sink;
 	recall_purge_cycle(&cycle);
 
-	/* the rebuilder takes the indexes from here */
+	/* the rebuilder takes the indexes from here, the purger the sweep */
 	if (cycle.marked_indexes > 0 && recall_index_rebuild_interval_s >= 0)
-		recall_request_rebuild(MyDatabaseId, GetCurrentTimestamp());
+		recall_request_rebuild(MyDatabaseId, recall_rebuild_next_due());
+	if (cycle.sweep_requested)
+		recall_request_purge(MyDatabaseId, GetCurrentTimestamp());
 	return (Datum) 0;
 }
 

@@ -346,6 +346,8 @@ recall_purger_loop(void)
 				purger.purge_due = cycle.next_due;
 				if (cycle.marked_indexes > 0)
 					request_rebuilds(&purger.requested, &purger.asked_at);
+				if (cycle.sweep_requested && recall_sweep_interval_s >= 0)
+					purger.sweep_due = GetCurrentTimestamp();
 			}
 			if (purger.sweep_due != 0 && purger.sweep_due <= now)
 				purger.sweep_due = recall_sweep_step(0);
@@ -364,7 +366,12 @@ recall_purger_loop(void)
 		if (!loop_wait(next, &woken))
 			break;
 		if (woken)
-			purger.purge_due = GetCurrentTimestamp();	/* a recall committed */
+		{
+			/* a recall committed, or recall.purge() asked for a sweep */
+			purger.purge_due = GetCurrentTimestamp();
+			if (recall_sweep_interval_s >= 0)
+				purger.sweep_due = purger.purge_due;
+		}
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);

@@ -194,14 +194,14 @@ for ROWS in $SIZES; do
             # shellcheck disable=SC2046
             recall_ids "$DB" $(spread "$ROWS" "$N" $(( r * 37 + N )))
             q -d "$DB" -c "CHECKPOINT"
-            LSN0=$(q -d "$DB" -c "SELECT pg_current_wal_insert_lsn()")
-            T0=$(now)
-            OUTP=$(q -d "$DB" -c "SELECT coalesce(sum(pages_scanned), 0), count(*) FILTER (WHERE kind = 'deferred')
-                                  FROM recall.purge('messages')")
-            T1=$(now)
-            LSN1=$(q -d "$DB" -c "SELECT pg_current_wal_insert_lsn()")
-            WAL=$(q -d "$DB" -c "SELECT pg_wal_lsn_diff('$LSN1', '$LSN0')::bigint")
-            echo "$T0 $T1 $WAL ${OUTP//|/ }" >>"$WORK/purge.$ROWS.$N"
+            # timed in the server: no client start-up in the figure
+            q -d "$DB" -F ' ' >>"$WORK/purge.$ROWS.$N" <<'EOF'
+SELECT pg_current_wal_insert_lsn() AS l0, clock_timestamp() AS t0 \gset
+SELECT coalesce(sum(pages_scanned), 0) AS pages, count(*) FILTER (WHERE kind = 'deferred') AS deferred
+FROM recall.purge('messages') \gset
+SELECT extract(epoch FROM :'t0'::timestamptz), extract(epoch FROM clock_timestamp()),
+       pg_wal_lsn_diff(pg_current_wal_insert_lsn(), :'l0')::bigint, :pages, :deferred;
+EOF
         done
         LINE=$(awk -v n="$N" '
             function median(a, k,   i, j, v) {
@@ -229,9 +229,11 @@ for ROWS in $SIZES; do
         # shellcheck disable=SC2046
         recall_ids "$DB" $(spread "$ROWS" 100 $(( 1000 + r * 53 )))
         sleep 0.3
-        T0=$(now)
-        q -d "$DB" -c "SELECT count(*) FROM recall.purge('messages')" >/dev/null
-        echo "$T0 $(now)" >>"$WORK/windows.purge$ROWS"
+        q -d "$DB" -F ' ' >>"$WORK/windows.purge$ROWS" <<'EOF'
+SELECT clock_timestamp() AS t0 \gset
+SELECT count(*) FROM recall.purge('messages') \gset
+SELECT extract(epoch FROM :'t0'::timestamptz), extract(epoch FROM clock_timestamp());
+EOF
         sleep 0.5
     done
     writer_stop "purge$ROWS"

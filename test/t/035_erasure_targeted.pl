@@ -18,7 +18,8 @@
 #	  - trust: the content index of a table owned by an ordinary role has a
 #	    function of that role in its expression: the purge finds the index
 #	    without evaluating the function, and the rebuild evaluates it only
-#	    as the table's owner, never as a superuser.
+#	    as the table's owner, never as a superuser;
+#	  - recall.purge_status is readable by recall_admin, not by others.
 
 use strict;
 use warnings;
@@ -321,6 +322,21 @@ ok(@calls > $n_before, 'the rebuild evaluated the owner\'s function ('
 	  . (@calls - $n_before) . ' calls)');
 is(scalar @super, 0, 'always as the table\'s owner, never as a superuser')
   or diag explain \@super;
+
+# ---------------------------------------------------------------------------
+# 6. recall.purge_status is for recall_admin
+
+$node->safe_psql($db, 'CREATE ROLE moderator LOGIN IN ROLE recall_admin');
+($ret, $out, $err) = $node->psql(
+	$db,
+	"SELECT count(*) > 0 FROM recall.purge_status WHERE tbl = 'p'::regclass",
+	connstr => $node->connstr($db) . ' user=moderator');
+is($out, 't', 'a member of recall_admin reads recall.purge_status') or diag $err;
+($ret, $out, $err) = $node->psql(
+	$db,
+	"\\set VERBOSITY verbose\nSELECT count(*) FROM recall.purge_status",
+	connstr => $node->connstr($db) . ' user=tenant');
+like($err, qr/ERROR:\s+42501:/, 'another role may not');
 
 my $log = slurp_file($node->logfile);
 unlike($log, qr/TRAP|terminated by signal|PANIC/, 'no crash in the server log');
