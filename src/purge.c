@@ -18,11 +18,11 @@
  *	   RowExclusiveLock taken conditionally (as pg_surgery; writers never
  *	   wait on it), each distinct block: take its cleanup lock if it is
  *	   free (a page in use is retried by the next cycle, never waited
- *	   for), prune it as VACUUM does, zero its free space;
+ *	   for), prune it as VACUUM does, zero its free space; then mark the
+ *	   relation's indexes that hold a content column dirty,
+ *	   for the rebuilder (rebuild.c);
  *	3. record: move each table's position up to its first event with a
- *	   page not done, delete the queue rows done, and mark the indexes of
- *	   the visited relations that hold a content column dirty, for the
- *	   rebuilder (rebuild.c).
+ *	   page not done, delete the queue rows done.
  * An event without residue (written by 1.0, before the upgrade) cannot be
  * targeted: its table's relations are handed to the sweep (sweep.c) and
  * its content indexes are marked dirty.
@@ -124,15 +124,6 @@ typedef struct BlockRef
 	ScrubStatus status;
 } BlockRef;
 
-/* A heap relation visited, and the content indexes it has. */
-typedef struct VisitedHeap
-{
-	Oid			relid;
-	Oid			tbl;			/* enabled table its residue came from */
-	TimestampTz since;			/* oldest recall it was visited for */
-	List	   *indexes;
-} VisitedHeap;
-
 /* The state of one purge cycle; lives in cxt across its transactions. */
 typedef struct CycleState
 {
@@ -151,7 +142,6 @@ typedef struct CycleState
 	int			nrefs;
 	BlockRef   *refs;
 	List	   *copies;			/* CopyContent of every registered copy */
-	List	   *visited;		/* VisitedHeap */
 	TransactionId queue_horizon;
 } CycleState;
 
@@ -910,9 +900,8 @@ content_of(CycleState *st, Oid relid, List **names)
 }
 
 /*
- * Scrub the blocks of one relation: refs[from .. to), sorted by block.
- * Notes the relation's content indexes for record_cycle, while it is
- * locked.
+ * Scrub the blocks of one relation: refs[from .. to), sorted by block, and
+ * mark its content indexes dirty.
  */
 static void
 scrub_relation(CycleState *st, int from, int to)
@@ -971,23 +960,32 @@ scrub_relation(CycleState *st, int from, int to)
 		recall_erasure_emit(st->cycle->sink, &d);
 	}
 
-	/* a heap relation's indexes may hold the text too */
+	/*
+	 * A heap relation's indexes may hold the text too: mark them now, while
+	 * the relation is locked, so that a REINDEX CONCURRENTLY of one of them
+	 * finishing meanwhile (it waits for this lock before it drops the old
+	 * index) sees the mark and carries it over to the new index.
+	 */
 	if (rel->rd_rel->relkind != RELKIND_TOASTVALUE)
 	{
-		MemoryContext old = MemoryContextSwitchTo(st->cxt);
-		VisitedHeap *v = palloc0(sizeof(VisitedHeap));
 		List	   *names;
+		Oid			tbl = content_of(st, relid, &names);
+		TimestampTz since = GetCurrentTimestamp();
+		List	   *indexes;
+		ListCell   *lc;
 
-		v->relid = relid;
-		v->tbl = content_of(st, relid, &names);
-		v->since = GetCurrentTimestamp();
 		for (int i = from; i < to; i++)
 			if (st->refs[i].event >= 0)
-				v->since = Min(v->since, st->events[st->refs[i].event].at);
-		if (OidIsValid(v->tbl))
-			v->indexes = recall_content_indexes(rel, names);
-		st->visited = lappend(st->visited, v);
-		MemoryContextSwitchTo(old);
+				since = Min(since, st->events[st->refs[i].event].at);
+		indexes = OidIsValid(tbl) ? recall_content_indexes(rel, names) : NIL;
+		recall_mark_indexes_dirty(tbl, indexes, since);
+		foreach(lc, indexes)
+		{
+			ErasureResult ires = {lfirst_oid(lc), "index", 0, 0, 0, false};
+
+			recall_erasure_emit(st->cycle->sink, &ires);
+			st->cycle->marked_indexes++;
+		}
 	}
 	relation_close(rel, NoLock);
 }
@@ -1039,9 +1037,8 @@ new_position(CycleState *st, CycleTable *t, FullTransactionId *xid, int64 *seq)
 }
 
 /*
- * Record the cycle: the tables' positions, the queue rows done; then mark
- * the content indexes of the relations visited dirty, and hand the tables
- * with events from before the upgrade to the sweep.
+ * Record the cycle: the tables' positions, the queue rows done; hand the
+ * tables with events from before the upgrade to the sweep.
  */
 static void
 record_cycle(CycleState *st)
@@ -1126,24 +1123,6 @@ record_cycle(CycleState *st)
 	}
 	SPI_finish();
 	recall_unbecome(&become);
-
-	/* the content indexes of what was visited */
-	foreach(lc, st->visited)
-	{
-		VisitedHeap *v = lfirst(lc);
-		ListCell   *ic;
-
-		if (v->indexes == NIL)
-			continue;
-		recall_mark_indexes_dirty(v->tbl, v->indexes, v->since);
-		foreach(ic, v->indexes)
-		{
-			ErasureResult res = {lfirst_oid(ic), "index", 0, 0, 0, false};
-
-			recall_erasure_emit(st->cycle->sink, &res);
-			st->cycle->marked_indexes++;
-		}
-	}
 
 	/* events from before the upgrade: no residue, so sweep their tables */
 	for (int i = 0; i < st->ntables; i++)

@@ -657,6 +657,13 @@ record_rebuild(RebuildTarget *target, TimestampTz start)
 								3, argtypes, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "recording an index rebuild failed: %s", SPI_result_code_string(ret));
+	/* and forget the indexes dropped since (by hand, with their table) */
+	ret = SPI_execute("DELETE FROM recall.index_state s WHERE NOT EXISTS"
+					  " (SELECT FROM pg_catalog.pg_class c"
+					  "  WHERE c.oid OPERATOR(pg_catalog.=) s.indexrelid)",
+					  false, 0);
+	if (ret != SPI_OK_DELETE)
+		elog(ERROR, "updating recall.index_state failed: %s", SPI_result_code_string(ret));
 	SPI_finish();
 	recall_unbecome(&become);
 }
