@@ -22,6 +22,8 @@ OBJS = \
 	src/dispatcher.o \
 	src/purger.o \
 	src/purge.o \
+	src/rebuild.o \
+	src/sweep.o \
 	src/recall_fn.o \
 	src/registry.o \
 	src/registry_check.o \
@@ -40,7 +42,7 @@ ISOLATION_OPTS = --inputdir=test --outputdir=output_iso --load-extension=pg_reca
 
 PG_CPPFLAGS = -Isrc
 # every source includes the shared header
-RECALL_HEADERS = src/pg_recall.h src/worker.h
+RECALL_HEADERS = src/pg_recall.h src/worker.h src/erasure.h
 PG_CFLAGS = -Wall -Werror
 
 PG_CONFIG ?= pg_config

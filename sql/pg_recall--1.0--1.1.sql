@@ -35,8 +35,9 @@ ALTER TABLE recall.purge_state ADD COLUMN seq bigint NOT NULL DEFAULT 0,
     ALTER COLUMN purged_at DROP NOT NULL;
 REVOKE ALL ON recall.purge_state FROM PUBLIC;
 
--- Residue of copies wiped or deleted by a recall ({relation, block} pairs of
--- the pages that held them), purged like an event's residue, then deleted.
+-- Residue of copies wiped or deleted by a recall: a relation (a copy
+-- table's leaf or its TOAST relation) and the blocks that held the old
+-- versions, purged like an event's residue, then deleted.
 CREATE TABLE recall.purge_queue (
     xid     xid8 NOT NULL,
     relid   oid NOT NULL,
@@ -49,8 +50,12 @@ REVOKE ALL ON recall.purge_queue FROM PUBLIC;
 CREATE TABLE recall.index_state (
     indexrelid    oid PRIMARY KEY,
     tbl           regclass NOT NULL,
-    dirty_since   timestamptz,
-    last_rebuild  timestamptz
+    dirty_since   timestamptz,     -- oldest purged recall not yet rebuilt away
+    last_rebuild  timestamptz,
+    dirtied_at    timestamptz,     -- last marked: a rebuild started later covers it
+    failures      integer NOT NULL DEFAULT 0,  -- failed rebuilds in a row
+    last_error    text,
+    retry_at      timestamptz      -- after a failure, not before this
 );
 REVOKE ALL ON recall.index_state FROM PUBLIC;
 
@@ -693,6 +698,76 @@ END
 $add_copy$;
 
 -- Erasure -------------------------------------------------------------------
+-- (erasure helper's block: recall.purge(), recall.purge_status and their
+-- helpers; the state tables are above)
+
+CREATE OR REPLACE FUNCTION recall.purge(tbl regclass DEFAULT NULL)
+    RETURNS TABLE (relation regclass, kind text, pages_scanned bigint,
+                   pages_scrubbed bigint, bytes_zeroed bigint, rebuilt boolean)
+    AS 'MODULE_PATHNAME', 'recall_purge' LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+COMMENT ON FUNCTION recall.purge(regclass) IS
+    'erase now the heap and TOAST pages recalls left their old bytes on (NULL: every table you own); content indexes are left to the rebuilder';
+
+-- The three clocks as intervals (NULL: off), for recall.purge_status.
+CREATE OR REPLACE FUNCTION recall._erasure_settings(OUT purge_delay interval,
+                                         OUT index_rebuild_interval interval,
+                                         OUT sweep_interval interval)
+    AS 'MODULE_PATHNAME', 'recall_erasure_settings' LANGUAGE C STABLE;
+REVOKE ALL ON FUNCTION recall._erasure_settings() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION recall._erasure_settings() TO recall_admin;
+
+-- What erasure has pending, per enabled table (index NULL) and per content
+-- index (the indexes a purge has marked at least once).
+CREATE VIEW recall.purge_status AS
+WITH s AS (SELECT * FROM recall._erasure_settings()),
+pending AS (
+    SELECT t.tbl, pg_catalog.count(e.seq) AS n, pg_catalog.min(e.recalled_at) AS oldest
+    FROM recall.tables t
+    LEFT JOIN recall.purge_state p ON p.tbl = t.tbl
+    LEFT JOIN recall.events e ON e.tbl = t.tbl
+        AND (p.xid IS NULL OR e.xid > p.xid OR (e.xid = p.xid AND e.seq > p.seq))
+    GROUP BY t.tbl),
+swept AS (
+    SELECT w.tbl, pg_catalog.min(w.last_sweep) AS last_sweep,
+           pg_catalog.bool_or(w.last_sweep IS NULL) AS unswept
+    FROM recall.sweep_state w GROUP BY w.tbl)
+SELECT t.tbl,
+       NULL::regclass AS index,
+       pd.n AS pending_recalls,
+       pd.oldest AS oldest_pending,
+       p.purged_at AS last_purge,
+       pd.oldest + s.purge_delay / 2 AS purge_due,
+       NULL::timestamptz AS dirty_since,
+       NULL::timestamptz AS last_rebuild,
+       NULL::timestamptz AS next_rebuild,
+       NULL::text AS last_error,
+       w.last_sweep,
+       CASE WHEN s.sweep_interval IS NULL THEN NULL
+            WHEN w.unswept OR w.tbl IS NULL THEN pg_catalog.now()
+            ELSE w.last_sweep + s.sweep_interval END AS next_sweep
+FROM recall.tables t
+CROSS JOIN s
+JOIN pending pd ON pd.tbl = t.tbl
+LEFT JOIN recall.purge_state p ON p.tbl = t.tbl
+LEFT JOIN swept w ON w.tbl = t.tbl
+UNION ALL
+SELECT i.tbl,
+       i.indexrelid::regclass,
+       NULL, NULL, NULL, NULL,
+       i.dirty_since,
+       i.last_rebuild,
+       CASE WHEN i.dirty_since IS NOT NULL AND s.index_rebuild_interval IS NOT NULL
+            THEN GREATEST(i.dirty_since + s.index_rebuild_interval / 2, i.retry_at) END,
+       i.last_error,
+       NULL, NULL
+FROM recall.index_state i
+CROSS JOIN s
+JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid;
+COMMENT ON VIEW recall.purge_status IS
+    'erasure per enabled table (index NULL) and per content index: recalls not yet purged, last purge, index rebuilds, sweeps';
+REVOKE ALL ON recall.purge_status FROM PUBLIC;
+GRANT SELECT ON recall.purge_status TO recall_admin;
+-- (end of the erasure helper's block)
 
 -- 1.1: an optional xid restricts the treatment to messages recalled since
 DROP FUNCTION recall._treat_existing_copies(regclass, regclass, name[]);

@@ -67,6 +67,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
+#include "erasure.h"
 #include "pg_recall.h"
 #include "worker.h"
 
@@ -419,13 +420,11 @@ recall_int_setting(const char *name)
 void
 recall_dispatcher_wake_at_commit(void)
 {
-	int			purge_delay = recall_int_setting("recall.purge_delay");
-
 	recall_request_dispatch(MyDatabaseId);
-	if (purge_delay > 0)
+	if (recall_purge_delay_ms > 0)
 		recall_request_purge(MyDatabaseId,
 							 TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-														 purge_delay / 2));
+														 recall_purge_delay_ms / 2));
 }
 
 /* Ask at commit when asked to (COMMIT PREPARED, CREATE EXTENSION). */
@@ -1471,7 +1470,6 @@ recall_workers_init(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	recall_dispatcher_init();
-	recall_purger_init();
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

@@ -16,6 +16,7 @@
 #include "utils/guc.h"
 #include "utils/inval.h"
 
+#include "erasure.h"
 #include "pg_recall.h"
 #include "worker.h"
 
@@ -82,6 +83,8 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 	/* after the definitions: it looks them up */
 	recall_actor_init();
+	/* erasure's clocks */
+	recall_erasure_init();
 	/* the background workers' settings; their launcher when preloaded */
 	recall_workers_init();
 

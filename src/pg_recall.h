@@ -252,15 +252,5 @@ extern void recall_copies_init(void);
 extern void recall_copies_invalidate(Oid relid);
 extern int	recall_in_copy_wipe;
 
-/* purge.c */
-/* Where purge reports go: a tuplestore, or nowhere (the worker). */
-typedef struct PurgeSink
-{
-	struct Tuplestorestate *store;
-	TupleDesc	desc;
-	int			nrows;
-} PurgeSink;
-extern void recall_purge_tables(Oid only_relid, bool owned_only, int64 min_age_ms,
-								PurgeSink *sink);
 
 #endif							/* PG_RECALL_H */

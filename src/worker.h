@@ -128,6 +128,5 @@ extern int	recall_int_setting(const char *name);
 extern void recall_workers_init(void);
 
 /* purger.c (erasure helper): its settings, defined always */
-extern void recall_purger_init(void);
 
 #endif							/* RECALL_WORKER_H */

@@ -1,8 +1,10 @@
 # Copyright (c) pg_recall authors
 #
 # 031_erasure_worker.pl
-#	  The dispatcher purges by itself (pg_recall in shared_preload_libraries,
-#	  recall.purge_delay = 2s): nobody calls recall.purge(), yet within
+#	  The workers purge by themselves (pg_recall in shared_preload_libraries,
+#	  recall.purge_delay = 2s, recall.index_rebuild_interval = 0: the
+#	  purger scrubs the heap and TOAST pages, the rebuilder rebuilds the
+#	  content indexes): nobody calls recall.purge(), yet within
 #	  purge_delay plus a few seconds of the recall's commit no file of the
 #	  table (heap, TOAST, btree, GIN, GiST) holds a byte of the recalled
 #	  text, while the control message is still found.  With purge_delay = 0
@@ -33,6 +35,8 @@ $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'pg_recall'
 recall.purge_delay = '${DELAY}s'
+recall.index_rebuild_interval = 0
+recall.sweep_interval = -1
 });
 $node->start;
 
@@ -48,6 +52,7 @@ CREATE INDEX m_tsv_idx ON m USING gin (tsv);
 CREATE INDEX m_trgm_idx ON m USING gist (body gist_trgm_ops);
 SELECT recall.enable('m', '{body,big,tsv}', sender => 'sender');
 });
+install_residue_helpers($node, $db);
 ok( $node->poll_query_until(
 		$db,
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'pg_recall dispatcher'"
@@ -112,8 +117,8 @@ sub nothing_of
 sub recall
 {
 	my ($id) = @_;
-	$node->safe_psql($db,
-		"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('m', $id); COMMIT");
+	recall_with_residue($node, $db, 'm', [$id],
+		"SET LOCAL recall.actor = 'alice'; SELECT recall.recall('m', $id)");
 }
 
 # ---------------------------------------------------------------------------
@@ -129,7 +134,7 @@ my $scan = scan_relations($node, $db, ['m'], markers_of($mk));
 my @missing = all_found($scan, 'R');
 ok(!@missing, 'with purge_delay = 0 the recalled text stays in every file')
   or diag "not found in: @missing";
-is($node->safe_psql($db, 'SELECT count(*) FROM recall.purge_state'),
+is($node->safe_psql($db, 'SELECT count(*) FROM recall.purge_state WHERE purged_at IS NOT NULL'),
 	'0', 'and nothing is recorded as purged');
 
 $node->safe_psql($db, "ALTER SYSTEM RESET recall.purge_delay");

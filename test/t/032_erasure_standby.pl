@@ -26,6 +26,13 @@ use Test::More;
 
 my $primary = PostgreSQL::Test::Cluster->new('erasure_primary');
 $primary->init(allows_streaming => 1);
+# recall.purge() is the purge tested here; the rebuilder rebuilds at once
+$primary->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pg_recall'
+recall.purge_delay = 0
+recall.index_rebuild_interval = 0
+recall.sweep_interval = -1
+});
 $primary->start;
 
 my $db = 'postgres';
@@ -44,6 +51,7 @@ SELECT i, 'carol', md5(i::text) || ' filler', repeat(md5(i::text), 80),
        to_tsvector('simple', md5(i::text) || ' filler')
 FROM generate_series(1, 30) i;
 });
+install_residue_helpers($primary, $db);
 
 # the standby, from a base backup taken before the messages exist
 $primary->backup('bkp');
@@ -109,8 +117,8 @@ foreach my $who (qw(R C))
 	found($scan, "${who}_trgm", qr/^m_trgm_idx$/,   'standby before the recall');
 }
 
-$primary->safe_psql($db,
-	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('m', 5001); COMMIT");
+recall_with_residue($primary, $db, 'm', [5001],
+	"SET LOCAL recall.actor = 'alice'; SELECT recall.recall('m', 5001)");
 $scan = standby_scan();
 my @before = @{ $scan->{files} };
 found($scan, 'R', $where{$_}, 'standby after the recall, before the purge')
@@ -129,6 +137,7 @@ found($scan, 'R_trgm', qr/^m_trgm_idx$/,
 my @rows = purge_done($primary, $db, 'm');
 ok(!grep({ $_->[1] eq 'deferred' } @rows), 'the primary purged m')
   or diag explain \@rows;
+ok(wait_rebuilt($primary, $db, 'm'), 'the primary\'s rebuilder rebuilt the content indexes of m');
 
 $scan = standby_scan(extra => \@before);
 ok(!grep({ !$_->{exists} && $_->{kind} !~ /earlier/ } @{ $scan->{files} }),
@@ -190,8 +199,8 @@ $old->query_safe(
 	  . ' BEGIN ISOLATION LEVEL REPEATABLE READ');
 is($old->query_safe('SELECT count(*) FROM s2'),
 	'2', 'a standby session took its snapshot before the recall');
-$primary->safe_psql($db,
-	"BEGIN; SET LOCAL recall.actor = 'alice'; SELECT recall.recall('s2', 1); COMMIT");
+recall_with_residue($primary, $db, 's2', [1],
+	"SET LOCAL recall.actor = 'alice'; SELECT recall.recall('s2', 1)");
 @rows = purge_done($primary, $db, 's2');
 ok(!grep({ $_->[1] eq 'deferred' } @rows),
 	'the primary purged s2 (it does not know the standby\'s snapshot)');

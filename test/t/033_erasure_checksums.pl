@@ -26,6 +26,13 @@ use Test::More;
 
 my $node = PostgreSQL::Test::Cluster->new('erasure_checksums');
 $node->init(extra => ['--data-checksums']);
+# recall.purge() is the purge tested here; the rebuilder rebuilds at once
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'pg_recall'
+recall.purge_delay = 0
+recall.index_rebuild_interval = 0
+recall.sweep_interval = -1
+});
 $node->start;
 
 my $db = 'postgres';
@@ -69,6 +76,7 @@ INSERT INTO h SELECT i, CASE WHEN i % 50 IN (7, 9) THEN 'alice' ELSE 'carol' END
 FROM generate_series(1, 1000) i;
 VACUUM ANALYZE m, h;
 });
+install_residue_helpers($node, $db);
 
 # the markers of a batch (i % 50 = $rest), for m and h
 sub markers
@@ -228,11 +236,12 @@ is(found_count($scan, \%ctl, qr/^m_body_idx$/), scalar(keys %ctl),
 is(found_count($scan, $batch1, qr/^(m_body_idx|h)$/), scalar(keys %$batch1),
 	'before the recall every message to recall is found');
 
-$node->safe_psql($db,
-	"BEGIN; SET LOCAL recall.actor = 'alice';"
-	  . " SELECT count(recall.recall('m', i)) FROM generate_series(7, $ROWS, 50) i; COMMIT;"
-	  . " BEGIN; SET LOCAL recall.actor = 'alice';"
-	  . " SELECT count(recall.recall('h', i)) FROM generate_series(7, 1000, 50) i; COMMIT;");
+recall_with_residue($node, $db, 'm', [ map { 7 + 50 * $_ } 0 .. ($ROWS - 7) / 50 ],
+	"SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('m', i)) FROM generate_series(7, $ROWS, 50) i");
+recall_with_residue($node, $db, 'h', [ map { 7 + 50 * $_ } 0 .. (1000 - 7) / 50 ],
+	"SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('h', i)) FROM generate_series(7, 1000, 50) i");
 is( $node->safe_psql(
 		$db,
 		"SELECT count(*) FROM generate_series(0, pg_relation_size('h') / 8192 - 1) b,"
@@ -255,6 +264,7 @@ my @rows = purge_done($node, $db, 'm');
 ok(!grep({ $_->[1] eq 'deferred' } @rows), 'm purged');
 @rows = purge_done($node, $db, 'h');
 ok(!grep({ $_->[1] eq 'deferred' } @rows), 'h purged');
+ok(wait_rebuilt($node, $db, 'm'), 'the rebuilder rebuilt the content indexes of m');
 
 amcheck_ok('after the purge');
 readback_ok($expected, 'after the purge');
@@ -278,11 +288,12 @@ $node->start;
 # second batch: a crash right after the purge
 
 my $batch2 = markers(9);
-$node->safe_psql($db,
-	"BEGIN; SET LOCAL recall.actor = 'alice';"
-	  . " SELECT count(recall.recall('m', i)) FROM generate_series(9, $ROWS, 50) i; COMMIT;"
-	  . " BEGIN; SET LOCAL recall.actor = 'alice';"
-	  . " SELECT count(recall.recall('h', i)) FROM generate_series(9, 1000, 50) i; COMMIT;");
+recall_with_residue($node, $db, 'm', [ map { 9 + 50 * $_ } 0 .. ($ROWS - 9) / 50 ],
+	"SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('m', i)) FROM generate_series(9, $ROWS, 50) i");
+recall_with_residue($node, $db, 'h', [ map { 9 + 50 * $_ } 0 .. (1000 - 9) / 50 ],
+	"SET LOCAL recall.actor = 'alice';"
+	  . " SELECT count(recall.recall('h', i)) FROM generate_series(9, 1000, 50) i");
 my %batch2_m = map { $_ => $batch2->{$_} } grep { /^m/ } keys %$batch2;
 $scan = scan_all({ %$batch2, %ctl });
 @before = @{ $scan->{files} };
@@ -294,6 +305,7 @@ $expected = { m => readback('m'), h => readback('h') };
 ok(!grep({ $_->[1] eq 'deferred' } @rows), 'm purged again');
 @rows = purge_done($node, $db, 'h');
 ok(!grep({ $_->[1] eq 'deferred' } @rows), 'h purged again');
+ok(wait_rebuilt($node, $db, 'm'), 'the rebuilder rebuilt the content indexes of m again');
 # what is on disk now, without a checkpoint: the purged pages may not be
 # written yet, and then only recovery (their full page images) scrubs them
 $scan = scan_relations($node, $db, [qw(m h)], \%batch2_m, checkpoint => 0);

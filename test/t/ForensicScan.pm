@@ -25,8 +25,12 @@
 #	  Also here, because every erasure test needs them: random markers,
 #	  md5 chains (text that does not compress), the raw stored bytes of a
 #	  compressed value (a compressed value's bytes are not its text), the
-#	  trigram bytes a pg_trgm GiST leaf key holds, and a purge that waits
-#	  out other sessions' short-lived snapshots.
+#	  trigram bytes a pg_trgm GiST leaf key holds, a purge that waits out
+#	  other sessions' short-lived snapshots, a wait for the rebuilder, and
+#	  recalls that record their residue by hand where the recall itself
+#	  did not (recall_with_residue: SQL helpers computing, before the
+#	  recall and in its transaction, the {relation, block} pairs of the old
+#	  version and of its TOAST chunks, as the trigger records them).
 
 package ForensicScan;
 
@@ -36,12 +40,13 @@ use warnings;
 use Digest::MD5 qw(md5_hex);
 use Exporter 'import';
 use File::Find;
+use FindBin;
 use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(
   random_marker md5_chain relation_files scan_relations scan_files
   scan_database total_hits hit_report found_in stored_slices trgm_bytes
-  purge_done
+  purge_done install_residue_helpers recall_with_residue wait_rebuilt
 );
 
 # Length of the fragments looked for.
@@ -380,6 +385,42 @@ sub purge_done
 		usleep(200_000);
 	}
 	return @rows;
+}
+
+# Kept for the tests that call it: the residue is the recall's own now
+# (recorded by the guard trigger), nothing to install.
+sub install_residue_helpers
+{
+	return;
+}
+
+# Run recall SQL ($sql, recalling the rows of $table whose key is in the
+# arrayref $keys) in one transaction.  The recall records what it leaves
+# behind itself; the tests prove that record.  Returns the output of $sql.
+sub recall_with_residue
+{
+	my ($node, $db, $table, $keys, $sql) = @_;
+	my $out = $node->safe_psql($db, "BEGIN;\n$sql;\nCOMMIT;");
+	$out =~ s/\n?$//;
+	return $out;
+}
+
+# Wait until no content index of a table (or of its copies) is left dirty
+# (the rebuilder rebuilt them); at most $secs seconds.  Returns whether it
+# happened.
+sub wait_rebuilt
+{
+	my ($node, $db, $table, $secs) = @_;
+	my $deadline = time + ($secs // 60);
+	while (time < $deadline)
+	{
+		return 1
+		  if $node->safe_psql($db,
+			"SELECT count(*) FROM recall.index_state s JOIN pg_class c ON c.oid = s.indexrelid"
+			  . " WHERE s.tbl = '$table'::regclass AND s.dirty_since IS NOT NULL") eq '0';
+		usleep(200_000);
+	}
+	return 0;
 }
 
 1;
