@@ -84,6 +84,8 @@ _PG_init(void)
 	recall_actor_init();
 	/* the background workers' settings; their launcher when preloaded */
 	recall_workers_init();
+	/* Citus distributed tables: a setting of its own, and hooks */
+	recall_citus_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("recall");
