@@ -124,8 +124,19 @@ static int	xact_citus_installed = -1;
 static int	xact_local_group = -1;
 static List *guard_changes = NIL;	/* OIDs, TopTransactionContext */
 static List *forwarded = NIL;	/* ForwardedSetting *, TopTransactionContext */
-static List *actor_settings = NIL;	/* char *, TopTransactionContext */
+
+/*
+ * The actor settings of the enabled tables, for the backend's life, read
+ * again after a relcache invalidation (recall.enable() sends one for the
+ * table it changes).
+ */
+static List *actor_settings = NIL;	/* char *, TopMemoryContext */
 static bool actor_settings_known = false;
+
+/* Gathering and waking the dispatcher, at most this often per process. */
+#define GATHER_MIN_INTERVAL_MS 100
+static TimestampTz last_gather = 0;
+static TimestampTz last_wake = 0;
 
 /* A setting as the coordinator last sent it to the workers. */
 typedef struct ForwardedSetting
@@ -958,7 +969,9 @@ settings_to_forward(void)
 						  " WHERE t.actor_setting IS NOT NULL", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "reading recall.tables failed: %s", SPI_result_code_string(ret));
-		old = MemoryContextSwitchTo(TopTransactionContext);
+		list_free_deep(actor_settings);
+		actor_settings = NIL;
+		old = MemoryContextSwitchTo(TopMemoryContext);
 		for (uint64 i = 0; i < SPI_processed; i++)
 			actor_settings = lappend(actor_settings,
 									 pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
@@ -968,6 +981,13 @@ settings_to_forward(void)
 		actor_settings_known = true;
 	}
 	return list_concat(names, actor_settings);
+}
+
+/* A relation's cache entry was invalidated (pg_recall.c's callback). */
+void
+recall_citus_invalidate(Oid relid)
+{
+	actor_settings_known = false;
 }
 
 /* The value the coordinator last forwarded for name (NULL: none). */
@@ -1148,7 +1168,8 @@ recall_citus_recall_time(void)
 {
 	static LocalTransactionId none_lxid = InvalidLocalTransactionId;
 	static CommandId none_cid = InvalidCommandId;
-	Oid			fn;
+	static LocalTransactionId fn_lxid = InvalidLocalTransactionId;
+	static Oid	fn = InvalidOid;
 	Datum		d;
 	HeapTupleHeader h;
 	bool		num_null;
@@ -1162,9 +1183,13 @@ recall_citus_recall_time(void)
 		(none_lxid == MyProc->lxid && none_cid == GetCurrentCommandId(false)))
 		return GetCurrentTransactionStartTimestamp();
 
-	fn = LookupFuncName(list_make2(makeString("pg_catalog"),
-								   makeString("get_current_transaction_id")),
-						0, NULL, true);
+	if (fn_lxid != MyProc->lxid)
+	{
+		fn = LookupFuncName(list_make2(makeString("pg_catalog"),
+									   makeString("get_current_transaction_id")),
+							0, NULL, true);
+		fn_lxid = MyProc->lxid;
+	}
 	if (OidIsValid(fn))
 	{
 		d = OidFunctionCall0(fn);
@@ -1222,8 +1247,10 @@ gather_for_try(void *arg)
  * recall.events_after() and, in its own transaction, by the dispatcher.
  * Does nothing elsewhere, in a transaction block (the copies would wait
  * for its end, and hold other readers' copying back meanwhile), in a
- * read-only transaction, or on a standby.  A worker that cannot be read is
- * a WARNING; its events are copied next time.
+ * read-only transaction, on a standby, or within GATHER_MIN_INTERVAL_MS of
+ * this process's last copy (each one opens a connection to every worker).
+ * A worker that cannot be read is a WARNING; its events are copied next
+ * time.
  */
 void
 recall_citus_gather_events(void)
@@ -1231,8 +1258,12 @@ recall_citus_gather_events(void)
 	ErrorData  *edata;
 
 	if (!recall_citus_installed() || IsTransactionBlock() || XactReadOnly ||
-		RecoveryInProgress() || !recall_installed() || local_group() != 0)
+		RecoveryInProgress() || !recall_installed() ||
+		!TimestampDifferenceExceeds(last_gather, GetCurrentTimestamp(),
+									GATHER_MIN_INTERVAL_MS) ||
+		local_group() != 0)
 		return;
+	last_gather = GetCurrentTimestamp();
 	edata = recall_try(gather_for_try, NULL);
 	if (edata != NULL)
 		ereport(WARNING,
@@ -1312,9 +1343,23 @@ citus_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			/* the dispatcher copies the workers' events and notifies them */
-			if (xact_distributed_write || xact_gathered)
+
+			/*
+			 * Events copied: the dispatcher notifies them.  A distributed
+			 * write (maybe recalls on the workers): the dispatcher copies
+			 * the workers' events, and it is woken for that at most every
+			 * GATHER_MIN_INTERVAL_MS by a backend, since it cannot tell
+			 * recalls from other writes (running, it also looks every
+			 * recall.dispatch_interval).
+			 */
+			if (xact_gathered ||
+				(xact_distributed_write &&
+				 TimestampDifferenceExceeds(last_wake, GetCurrentTimestamp(),
+											GATHER_MIN_INTERVAL_MS)))
+			{
+				last_wake = GetCurrentTimestamp();
 				recall_request_dispatch(MyDatabaseId);
+			}
 			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -1323,8 +1368,6 @@ citus_xact_callback(XactEvent event, void *arg)
 			xact_local_group = -1;
 			guard_changes = NIL;
 			forwarded = NIL;
-			actor_settings = NIL;
-			actor_settings_known = false;
 			recall_time_known = false;
 			xact_distributed_write = false;
 			xact_gathered = false;

@@ -49,6 +49,7 @@ recall_relcache_callback(Datum arg, Oid relid)
 	recall_config_invalidate(relid);
 	recall_copies_invalidate(relid);
 	recall_log_writer_invalidate(relid);
+	recall_citus_invalidate(relid);
 }
 
 /* Define settings and register callbacks. */

@@ -261,6 +261,7 @@ extern TimestampTz recall_citus_recall_time(void);
 extern bool recall_citus_left_over(bool reason);
 extern void recall_citus_gather_events(void);
 extern void recall_citus_worker_start(void);
+extern void recall_citus_invalidate(Oid relid);
 
 /* actor.c, for citus.c: does recall.actor_scope refuse the current value? */
 extern bool recall_setting_left_over(bool reason);
