@@ -204,6 +204,33 @@ spi_value(const char *sql, Oid argtype, Datum arg)
 	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
+/*
+ * Run a query whose first column is an oid and return its values (nulls
+ * skipped), in the caller's memory context.  SPI must be connected.
+ */
+static List *
+spi_oids(const char *sql, int nargs, Oid *argtypes, Datum *args, MemoryContext cxt)
+{
+	List	   *oids = NIL;
+	int			ret = SPI_execute_with_args(sql, nargs, argtypes, args, NULL, true, 0);
+
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old;
+
+		if (isnull)
+			continue;
+		old = MemoryContextSwitchTo(cxt);
+		oids = lappend_oid(oids, DatumGetObjectId(d));
+		MemoryContextSwitchTo(old);
+	}
+	return oids;
+}
+
 /* This node's Citus group: 0 on the coordinator (per transaction). */
 static int
 local_group(void)
@@ -323,9 +350,7 @@ shard_logical_relid(Relation rel)
 	int64		shardid = shard_id_of_name(RelationGetRelationName(rel));
 	Oid			argtypes[3] = {INT8OID, TEXTOID, OIDOID};
 	Datum		args[3];
-	int			ret;
-	bool		isnull;
-	Oid			logical;
+	List	   *logical;
 
 	if (shardid == 0)
 		return InvalidOid;
@@ -333,22 +358,16 @@ shard_logical_relid(Relation rel)
 	args[1] = CStringGetTextDatum(RelationGetRelationName(rel));
 	args[2] = ObjectIdGetDatum(RelationGetNamespace(rel));
 	/* shard_name() qualifies the name outside schema public */
-	ret = SPI_execute_with_args("SELECT s.logicalrelid::pg_catalog.oid"
-								" FROM pg_catalog.pg_dist_shard s"
-								"      JOIN pg_catalog.pg_class c"
-								"        ON c.oid OPERATOR(pg_catalog.=) s.logicalrelid,"
-								"      pg_catalog.parse_ident(pg_catalog.shard_name(s.logicalrelid, s.shardid)) AS n"
-								" WHERE s.shardid OPERATOR(pg_catalog.=) $1"
-								"   AND c.relnamespace OPERATOR(pg_catalog.=) $3"
-								"   AND n[pg_catalog.array_upper(n, 1)] OPERATOR(pg_catalog.=) $2",
-								3, argtypes, args, NULL, true, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "reading pg_dist_shard failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed != 1)
-		return InvalidOid;
-	logical = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											 1, &isnull));
-	return isnull ? InvalidOid : logical;
+	logical = spi_oids("SELECT s.logicalrelid::pg_catalog.oid"
+					   " FROM pg_catalog.pg_dist_shard s"
+					   "      JOIN pg_catalog.pg_class c"
+					   "        ON c.oid OPERATOR(pg_catalog.=) s.logicalrelid,"
+					   "      pg_catalog.parse_ident(pg_catalog.shard_name(s.logicalrelid, s.shardid)) AS n"
+					   " WHERE s.shardid OPERATOR(pg_catalog.=) $1"
+					   "   AND c.relnamespace OPERATOR(pg_catalog.=) $3"
+					   "   AND n[pg_catalog.array_upper(n, 1)] OPERATOR(pg_catalog.=) $2",
+					   3, argtypes, args, CurrentMemoryContext);
+	return list_length(logical) == 1 ? linitial_oid(logical) : InvalidOid;
 }
 
 /*
@@ -462,7 +481,7 @@ recall_guard_args(PG_FUNCTION_ARGS)
 	if (json == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table \"%s\" is not enabled for recall", get_rel_name(relid))));
+				 errmsg("relation with OID %u is not enabled for recall", relid)));
 	json = quote_literal_cstr(json);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(json));
@@ -1458,4 +1477,43 @@ recall_citus_init(void)
 	ExecutorEnd_hook = citus_ExecutorEnd;
 	RegisterXactCallback(citus_xact_callback, NULL);
 	RegisterSubXactCallback(citus_subxact_callback, NULL);
+}
+
+/* ---------------------------------------------------------------------
+ * For the purger
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * The shard relations of a distributed table that are on this node (NIL
+ * without Citus, or for a table that is not distributed): what an enabled
+ * table's "relations" are on a worker, where the shell has no rows.  The
+ * targeted purge needs none of this (an event's residue names the shard's
+ * pages); a sweep of a table, or the fallback for an event without
+ * residue, visits these instead of the shell.
+ */
+List *
+recall_citus_local_shards(Oid logical_relid)
+{
+	List	   *shards;
+	Oid			argtypes[2] = {REGCLASSOID, INT4OID};
+	Datum		args[2];
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (!recall_citus_installed())
+		return NIL;
+	args[0] = ObjectIdGetDatum(logical_relid);
+	args[1] = Int32GetDatum(local_group());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	shards = spi_oids("SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid))::pg_catalog.oid"
+					  " FROM pg_catalog.pg_dist_shard s"
+					  "      JOIN pg_catalog.pg_dist_placement p"
+					  "        ON p.shardid OPERATOR(pg_catalog.=) s.shardid"
+					  " WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1"
+					  "   AND p.groupid OPERATOR(pg_catalog.=) $2"
+					  " ORDER BY s.shardid",
+					  2, argtypes, args, caller);
+	SPI_finish();
+	return shards;
 }

@@ -262,6 +262,7 @@ extern bool recall_citus_left_over(bool reason);
 extern void recall_citus_gather_events(void);
 extern void recall_citus_worker_start(void);
 extern void recall_citus_invalidate(Oid relid);
+extern List *recall_citus_local_shards(Oid logical_relid);
 
 /* actor.c, for citus.c: does recall.actor_scope refuse the current value? */
 extern bool recall_setting_left_over(bool reason);

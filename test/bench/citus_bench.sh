@@ -37,18 +37,14 @@ OUT=${BENCH_OUT:-$ROOT/bench-results.txt}
 
 say() { printf '%s\n' "$*" >&2; }
 
-BINDIR=$(pg_config --bindir)
 if [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
     say "== citus bench: skipped (Citus is not installed for $(pg_config --version))"
     echo "citus: skipped (Citus is not installed)" >>"$OUT"
     exit 0
 fi
 
-if [ "$(id -u)" = 0 ]; then
-    as_owner() { runuser -u postgres -- "$@"; }
-else
-    as_owner() { "$@"; }
-fi
+# BINDIR and as_owner (this script starts three clusters of its own)
+. "$ROOT/test/bench/cluster.sh"
 
 WORK=$(mktemp -d /tmp/pg_recall_citus.XXXXXX)
 chmod 755 "$WORK"
@@ -122,29 +118,18 @@ sql -c "SELECT recall.enable('enabled', '{body,attachment}', sender => 'sender',
         sent_at => 'created_at', conversation => 'conversation')" >/dev/null
 sql -c "VACUUM ANALYZE bare, enabled" >/dev/null
 
-# pgbench scripts
+# pgbench scripts: what each UPDATE sets, the actor in the statement or in
+# the transaction (the bare UPDATE does the recall's work itself)
+bare_set="recalled_at = now(), recalled_by = 'bench', body = NULL, attachment = NULL"
+declare -A SET_CLAUSE=(
+    [recall_bare]=$bare_set [recall_enabled]="recalled_at = now(), recalled_by = 'bench'"
+    [recall_tx_bare]=$bare_set [recall_tx_enabled]="recalled_at = now()")
 for t in bare enabled; do
-    if [ "$t" = bare ]; then
-        set_clause="recalled_at = now(), recalled_by = 'bench', body = NULL, attachment = NULL"
-    else
-        set_clause="recalled_at = now(), recalled_by = 'bench'"
-    fi
-    cat >"$WORK/recall_$t.sql" <<EOF
-SELECT nextval('ids_$t') AS id \\gset
-UPDATE $t SET $set_clause WHERE id = :id;
-EOF
-    if [ "$t" = bare ]; then
-        set_clause="recalled_at = now(), recalled_by = 'bench', body = NULL, attachment = NULL"
-    else
-        set_clause="recalled_at = now()"
-    fi
-    cat >"$WORK/recall_tx_$t.sql" <<EOF
-SELECT nextval('ids_$t') AS id \\gset
-BEGIN;
-SET LOCAL recall.actor = 'bench';
-UPDATE $t SET $set_clause WHERE id = :id;
-COMMIT;
-EOF
+    printf '%s\n' "SELECT nextval('ids_$t') AS id \\gset" \
+        "UPDATE $t SET ${SET_CLAUSE[recall_$t]} WHERE id = :id;" >"$WORK/recall_$t.sql"
+    printf '%s\n' "SELECT nextval('ids_$t') AS id \\gset" "BEGIN;" \
+        "SET LOCAL recall.actor = 'bench';" \
+        "UPDATE $t SET ${SET_CLAUSE[recall_tx_$t]} WHERE id = :id;" "COMMIT;" >"$WORK/recall_tx_$t.sql"
 done
 
 NSLICES=$(( (SECS + SLICE - 1) / SLICE ))

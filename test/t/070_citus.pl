@@ -502,6 +502,40 @@ is(worker_events($w1, "e.tbl::text <> 'messages' AND e.tbl::text <> 'later'")
 	  . worker_events($w2, "e.tbl::text <> 'messages' AND e.tbl::text <> 'later'"),
 	'', 'still no shard names in the logs');
 
+# a node added later gets the registry with Citus's metadata, and a shard
+my $w3 = PostgreSQL::Test::Cluster->new('worker3');
+$w3->init(allows_streaming => 'logical');
+$w3->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'citus,pg_recall'
+listen_addresses = '127.0.0.1'
+max_prepared_transactions = 20
+max_worker_processes = 24
+citus.local_hostname = '127.0.0.1'
+recall.worker_idle_timeout = '1h'
+recall.purge_delay = 0
+});
+$w3->start;
+$w3->safe_psql('postgres', 'CREATE EXTENSION citus');
+$coord->safe_psql('postgres', sprintf(q{SELECT citus_add_node('127.0.0.1', %d)}, $w3->port));
+is($w3->safe_psql('postgres', q{SELECT string_agg(tbl::text, ',' ORDER BY tbl::text) FROM recall.tables}),
+	'later,messages', 'a new node has the registry of the enabled tables');
+$coord->safe_psql(
+	'postgres', q{
+INSERT INTO messages (id, conversation, sender, body) VALUES (500, 1, 'dora', 'late secret');
+});
+my $s500 = $coord->safe_psql('postgres', "SELECT get_shard_id_for_distribution_column('messages', 500)");
+$coord->safe_psql('postgres', sprintf(
+		q{SELECT citus_move_shard_placement(%s, '127.0.0.1', %d, '127.0.0.1', %d, shard_transfer_mode => 'block_writes')},
+		$s500, node_of('messages', 500)->port, $w3->port));
+$coord->safe_psql('postgres',
+	"BEGIN; SET LOCAL recall.actor = 'dora'; UPDATE messages SET recalled_at = now() WHERE id = 500; COMMIT;");
+is($coord->safe_psql('postgres', 'SELECT body IS NULL, recalled_by FROM messages WHERE id = 500'),
+	't|dora', 'a recall on the new node, through the coordinator');
+is(worker_events($w3, 'true'), 'messages:500', '... logged there under the logical table');
+$coord->safe_psql('postgres', 'SELECT recall.citus_gather()');
+is($coord->safe_psql('postgres', q{SELECT count(*) FROM recall.events WHERE pk->>'id' = '500'}),
+	'1', '... and copied to the coordinator');
+
 # ---------------------------------------------------------------------------
 # copies, disable
 
@@ -512,15 +546,24 @@ SELECT recall.add_copy('messages', 'previews', '{message_id}', '{preview}')}),
 is(sqlstate($coord, q{SELECT recall.disable('later')}), '', 'disable a distributed table');
 is($w1->safe_psql('postgres', q{SELECT count(*) FROM recall.tables WHERE tbl = 'later'::regclass}),
 	'0', 'its registry rows are gone from the workers');
-# (shards left behind by the split, dropped later by Citus, are not counted)
-is($w1->safe_psql('postgres', q{
-SELECT count(*) FROM pg_dist_shard s, pg_trigger g
+# (the shards placed on each node: those left behind by a move or a split
+# are dropped later by Citus)
+my ($guarded, $shards) = (0, 0);
+foreach my $w ($w1, $w2, $w3)
+{
+	my ($g, $n) = split /\|/, $w->safe_psql('postgres', q{
+SELECT count(g.oid), count(*) FROM pg_dist_shard s
+     JOIN pg_dist_placement p ON p.shardid = s.shardid
+     LEFT JOIN pg_trigger g ON g.tgrelid = to_regclass(shard_name(s.logicalrelid, s.shardid))
+                           AND g.tgname LIKE '~recall_guard%'
 WHERE s.logicalrelid = 'later'::regclass
-  AND g.tgrelid = to_regclass(shard_name(s.logicalrelid, s.shardid))
-  AND g.tgname LIKE '~recall_guard%'}),
-	'0', 'and the guards from its shards');
+  AND p.groupid = (SELECT groupid FROM pg_dist_local_group)});
+	$guarded += $g;
+	$shards  += $n;
+}
+ok($shards > 0 && $guarded == 0, "and the guards from its $shards shards");
 
 $l_coord->{psql}->quit;
 $l_w1->{psql}->quit;
-$_->stop foreach ($w2, $w1, $coord);
+$_->stop foreach ($w3, $w2, $w1, $coord);
 done_testing();
