@@ -20,7 +20,8 @@
 # Run by scripts/bench.sh (make bench); not part of make test.
 #
 # Environment: BENCH_SECONDS (default 10), BENCH_SLICE (default 2),
-# BENCH_CITUS_CLIENTS (default "4"), BENCH_CITUS_ROWS (default 200000),
+# BENCH_CITUS_CLIENTS (default "4"), BENCH_CITUS_ROWS (default 400000: every
+# transaction takes a new row, and the figures are refused if they run out),
 # BENCH_FSYNC (default off), BENCH_CITUS_DISPATCH_DELAY (recall.dispatch_delay
 # of every node; default: the server's), BENCH_OUT (file the table is
 # appended to).
@@ -30,7 +31,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SECS=${BENCH_SECONDS:-10}
 SLICE=${BENCH_SLICE:-2}
 CLIENTS=${BENCH_CITUS_CLIENTS:-4}
-ROWS=${BENCH_CITUS_ROWS:-200000}
+ROWS=${BENCH_CITUS_ROWS:-400000}
 FSYNC=${BENCH_FSYNC:-off}
 DISPATCH_DELAY=${BENCH_CITUS_DISPATCH_DELAY:-}
 OUT=${BENCH_OUT:-$ROOT/bench-results.txt}
@@ -165,6 +166,10 @@ CHECK=$(sql -c "SELECT count(*) FILTER (WHERE body IS NOT NULL OR recalled_by <>
 EVENTS=$(sql -c "SELECT sum(result::bigint) FROM run_command_on_workers(
                  \$\$SELECT count(*) FROM recall.events WHERE tbl = 'enabled'::regclass\$\$)")
 RECALLED=$(sql -c "SELECT count(*) FROM enabled WHERE recalled_at IS NOT NULL")
+USED=$(sql -c "SELECT greatest((SELECT last_value FROM ids_bare), (SELECT last_value FROM ids_enabled))")
+if (( USED > ROWS )); then
+    RESULTS=("ran out of rows ($USED ids taken, $ROWS rows): raise BENCH_CITUS_ROWS; no figures")
+fi
 
 {
     echo
