@@ -424,23 +424,26 @@ recall_citus_shard_settings(Relation rel, Oid *root_relid)
  * ---------------------------------------------------------------------
  */
 
-/*
- * recall._citus_table(tbl regclass) RETURNS boolean: is tbl a Citus table
- * (its rows are on the workers)?
- */
-Datum
-recall_citus_table(PG_FUNCTION_ARGS)
+/* Is relid a Citus table, whose rows are on its shards (false without Citus)? */
+bool
+recall_citus_is_table(Oid relid)
 {
-	Oid			relid = PG_GETARG_OID(0);
 	bool		result;
 
 	if (!recall_citus_installed())
-		PG_RETURN_BOOL(false);
+		return false;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	result = is_citus_table(relid);
 	SPI_finish();
-	PG_RETURN_BOOL(result);
+	return result;
+}
+
+/* recall._citus_table(tbl regclass) RETURNS boolean: recall_citus_is_table. */
+Datum
+recall_citus_table(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(recall_citus_is_table(PG_GETARG_OID(0)));
 }
 
 /*

@@ -255,6 +255,7 @@ extern int	recall_in_copy_wipe;
 /* citus.c: pg_recall on Citus distributed tables (no-ops without Citus) */
 extern void recall_citus_init(void);
 extern bool recall_citus_installed(void);
+extern bool recall_citus_is_table(Oid relid);
 extern char *recall_citus_shard_settings(Relation rel, Oid *root_relid);
 extern const char *recall_guard_name(Relation rel);
 extern TimestampTz recall_citus_recall_time(void);

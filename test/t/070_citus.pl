@@ -365,6 +365,23 @@ is($coord->safe_psql('postgres',
 	$conv3, 'a reader resuming from its cursor gets the new recalls of both workers');
 
 # ---------------------------------------------------------------------------
+# enable again with one more content column: the rows recalled already are
+# wiped on their shards
+
+$coord->safe_psql(
+	'postgres', q{
+ALTER TABLE messages ADD COLUMN preview text;
+UPDATE messages SET preview = 'preview ' || id::text;
+SELECT recall.enable('messages', content => '{body,preview}', sender => 'sender',
+                     sent_at => 'sent_at', conversation => 'conversation');
+});
+is($coord->safe_psql('postgres', q{
+SELECT count(*) FILTER (WHERE recalled_at IS NOT NULL AND preview IS NOT NULL) || ' '
+       || count(*) FILTER (WHERE recalled_at IS NULL AND preview IS NULL)
+FROM messages}),
+	'0 0', 're-enable wipes the new content column of the recalled rows on the shards, only there');
+
+# ---------------------------------------------------------------------------
 # enable before distribution
 
 $coord->safe_psql(
