@@ -47,6 +47,11 @@
  *	  copies and the new position commit together, so every event is
  *	  copied once.  The copies are ordinary events of the coordinator's
  *	  log: events_after(), head(), the dispatcher and the relay see them.
+ *	  recall_citus_gather_events() copies (events_after() calls it; the
+ *	  dispatcher is the place to call it on every batch), and a
+ *	  coordinator's distributed write wakes the dispatcher at commit.
+ *	- Background workers see shards (Citus hides them from catalog
+ *	  queries of processes it does not know).
  *
  * Nothing here links against Citus: its objects are looked up by name at
  * run time, and every entry point returns at once where the Citus library
@@ -160,19 +165,23 @@ static TimestampTz recall_time;
 
 /*
  * Is the Citus library loaded in this process?  Its settings exist then
- * (a SET of an unknown citus.* name would only make a placeholder).
+ * (a SET of an unknown citus.* name would only make a placeholder).  Citus
+ * loads only from shared_preload_libraries, and before any other library
+ * with hooks (it refuses otherwise), so the answer is the same for the
+ * process's life.
  */
 static bool
 citus_loaded(void)
 {
-	static bool loaded = false;
-	int			flags;
+	static int	loaded = -1;
 
-	if (loaded)
-		return true;
-	flags = GetConfigOptionFlags("citus.enable_unsafe_triggers", true);
-	loaded = (flags != 0 && (flags & GUC_CUSTOM_PLACEHOLDER) == 0);
-	return loaded;
+	if (loaded < 0)
+	{
+		int			flags = GetConfigOptionFlags("citus.enable_unsafe_triggers", true);
+
+		loaded = (flags != 0 && (flags & GUC_CUSTOM_PLACEHOLDER) == 0) ? 1 : 0;
+	}
+	return loaded == 1;
 }
 
 /* Is Citus loaded and its extension installed in this database? */

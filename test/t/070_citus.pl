@@ -41,9 +41,10 @@ my $WAIT = 60;
 # ---------------------------------------------------------------------------
 # the cluster: every node preloads both libraries and listens on loopback
 
-my %node;
-foreach my $name ('coordinator', 'worker1', 'worker2')
+# A node with both libraries preloaded, listening on loopback, with Citus.
+sub citus_node
 {
+	my ($name) = @_;
 	my $n = PostgreSQL::Test::Cluster->new($name);
 	$n->init(allows_streaming => 'logical');
 	$n->append_conf(
@@ -60,8 +61,10 @@ recall.purge_delay = 0
 });
 	$n->start;
 	$n->safe_psql('postgres', 'CREATE EXTENSION citus');
-	$node{$name} = $n;
+	return $n;
 }
+
+my %node = map { ($_ => citus_node($_)) } ('coordinator', 'worker1', 'worker2');
 my ($coord, $w1, $w2) = @node{ 'coordinator', 'worker1', 'worker2' };
 
 $coord->safe_psql(
@@ -520,19 +523,7 @@ is(worker_events($w1, "e.tbl::text <> 'messages' AND e.tbl::text <> 'later'")
 	'', 'still no shard names in the logs');
 
 # a node added later gets the registry with Citus's metadata, and a shard
-my $w3 = PostgreSQL::Test::Cluster->new('worker3');
-$w3->init(allows_streaming => 'logical');
-$w3->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'citus,pg_recall'
-listen_addresses = '127.0.0.1'
-max_prepared_transactions = 20
-max_worker_processes = 24
-citus.local_hostname = '127.0.0.1'
-recall.worker_idle_timeout = '1h'
-recall.purge_delay = 0
-});
-$w3->start;
-$w3->safe_psql('postgres', 'CREATE EXTENSION citus');
+my $w3 = citus_node('worker3');
 $coord->safe_psql('postgres', sprintf(q{SELECT citus_add_node('127.0.0.1', %d)}, $w3->port));
 is($w3->safe_psql('postgres', q{SELECT string_agg(tbl::text, ',' ORDER BY tbl::text) FROM recall.tables}),
 	'later,messages', 'a new node has the registry of the enabled tables');
