@@ -29,6 +29,7 @@ OBJS = \
 	src/registry_check.o \
 	src/backfill.o \
 	src/trigger_call.o \
+	src/citus.o \
 	src/compat_1_0.o
 
 DATA = $(wildcard sql/pg_recall--*.sql)

@@ -51,6 +51,8 @@
 #                   recall.enable() on a BENCH_ENABLE_ROWS-row table)
 #   BENCH_DISPATCH  0: skip test/bench/dispatch_bench.sh (recall with and
 #                   without the dispatcher, a PL/pgSQL baseline, latency)
+#   BENCH_CITUS     0: skip test/bench/citus_bench.sh (recall through a Citus
+#                   coordinator; it skips by itself without Citus)
 #   BENCH_KEEP      1: leave the cluster running at the end (for profiling;
 #                   the script prints how to connect and how to stop it)
 set -euo pipefail
@@ -458,4 +460,10 @@ fi
 # erasure at two table sizes; issue 14: Citus, when it is installed.
 if [ "${BENCH_ENABLE:-1}" = 1 ]; then
     BENCH_OUT=$OUT BENCH_ROWS=${BENCH_ENABLE_ROWS:-10000000} bash "$ROOT/test/bench/enable_bench.sh"
+fi
+
+# Issue 14: recall through a Citus coordinator (the script says it skipped
+# when Citus is not installed for the server)
+if [ "${BENCH_CITUS:-1}" = 1 ]; then
+    BENCH_OUT=$OUT bash "$ROOT/test/bench/citus_bench.sh"
 fi

@@ -468,15 +468,21 @@ BEGIN
     -- Named to sort after every ordinary trigger name: BEFORE triggers fire
     -- in name order, so the wipe comes last.  ALWAYS: under
     -- session_replication_role = replica it still holds the invariant.
+    -- (With Citus the trigger carries the settings to the shards: see the
+    -- Citus section at the end.)
     EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE ON %s FOR EACH ROW '
-                   'EXECUTE FUNCTION recall.guard_trigger()', '~recall_guard', tbl);
+                   'EXECUTE FUNCTION recall.guard_trigger(%s)', '~recall_guard', tbl,
+                   recall._guard_args(tbl));
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', tbl, '~recall_guard');
     IF since IS NOT NULL THEN
         PERFORM recall._backfill(tbl, content, since);
     END IF;
 
     -- Content statistics would keep most common values in pg_statistic.
+    -- (A Citus table's rows are on its shards, each cleared as it gets the
+    -- guard.)
     FOREACH col IN ARRAY content LOOP
+        EXIT WHEN recall._citus_table(tbl);
         EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS 0', tbl, col);
         PERFORM recall._clear_statistics(tbl, col);
     END LOOP;
@@ -597,6 +603,7 @@ BEGIN
     END IF;
     PERFORM recall._check_owner(tbl, 'register copies of');
     crel := recall._check_owner(copy, 'register copies in');
+    PERFORM recall._citus_check_copy(tbl, copy);
     SELECT * INTO cfg FROM recall.tables t WHERE t.tbl = add_copy.tbl;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'table "%" is not enabled for recall', recall._relname(tbl)
@@ -998,3 +1005,166 @@ $convert$;
 
 DROP FUNCTION recall.event_trigger();
 DROP FUNCTION recall.notify_trigger();
+
+-- Citus ----------------------------------------------------------------------
+-- Recall on Citus distributed tables (src/citus.c).  Every function here is
+-- a no-op, or returns at once, in a database without the citus extension.
+
+-- Is tbl a Citus table (its rows on the workers)?
+CREATE FUNCTION recall._citus_table(tbl regclass) RETURNS boolean
+    AS 'MODULE_PATHNAME', 'recall_citus_table' LANGUAGE C STRICT STABLE;
+
+-- The guard trigger's argument list: '' without Citus; with it, the
+-- table's registry row as a JSON literal, which Citus copies to every shard
+-- with the trigger.
+CREATE FUNCTION recall._guard_args(tbl regclass) RETURNS text
+    AS 'MODULE_PATHNAME', 'recall_guard_args' LANGUAGE C STRICT STABLE;
+
+-- Copies are wiped by the node that recalls: not with Citus tables.
+CREATE FUNCTION recall._citus_check_copy(tbl regclass, copy regclass) RETURNS void
+    AS 'MODULE_PATHNAME', 'recall_citus_check_copy' LANGUAGE C STRICT STABLE;
+
+-- Citus refuses triggers on distributed tables unless
+-- citus.enable_unsafe_triggers is on, and a distributed view's DDL after
+-- parallel DDL in one transaction: the functions that create or drop
+-- pg_recall's own triggers and the view run with both settings for their
+-- own duration (placeholders, without effect, where Citus is not loaded).
+ALTER FUNCTION recall.enable(regclass, name[], name, name, name, interval, text, text, text, text, text, text)
+    SET citus.enable_unsafe_triggers = on SET citus.multi_shard_modify_mode = 'sequential';
+ALTER FUNCTION recall.disable(regclass)
+    SET citus.enable_unsafe_triggers = on SET citus.multi_shard_modify_mode = 'sequential';
+ALTER FUNCTION recall.add_copy(regclass, regclass, name[], name[], text)
+    SET citus.enable_unsafe_triggers = on SET citus.multi_shard_modify_mode = 'sequential';
+ALTER FUNCTION recall.drop_copy(regclass, regclass, name[])
+    SET citus.enable_unsafe_triggers = on SET citus.multi_shard_modify_mode = 'sequential';
+ALTER FUNCTION recall._copy_guards(regclass) SET citus.enable_unsafe_triggers = on;
+
+-- On the coordinator: how far each worker's (Citus group's) events have
+-- been copied into this node's log, in that worker's (xid, seq) order.
+CREATE TABLE recall.citus_positions (
+    groupid     integer PRIMARY KEY,
+    xid         xid8 NOT NULL,
+    seq         bigint NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+REVOKE ALL ON recall.citus_positions FROM PUBLIC;
+
+-- On a worker: its events after the cursor its group has in positions
+-- ({"<group>": "xid:seq"}), as events_after() reads them (transactions
+-- below the snapshot's xmin, in (xid, seq) order), with the table's schema
+-- and name: {"group": g, "events": [...]}.
+CREATE FUNCTION recall._citus_node_events(positions jsonb, max_events integer)
+RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    g      integer;
+    cur    text;
+    after_xid  xid8 := '0';
+    after_seq  bigint := 0;
+    result text;
+BEGIN
+    EXECUTE 'SELECT groupid FROM pg_catalog.pg_dist_local_group' INTO g;
+    cur := positions ->> g::text;
+    IF cur IS NOT NULL THEN
+        after_xid := split_part(cur, ':', 1)::xid8;
+        after_seq := split_part(cur, ':', 2)::bigint;
+    END IF;
+    SELECT json_build_object('group', g,
+                             'events', coalesce(json_agg(row_to_json(x) ORDER BY x.xid, x.seq), '[]'))::text
+      INTO result
+    FROM (SELECT e.xid, e.seq, n.nspname AS nsp, c.relname AS rel, e.pk, e.conversation,
+                 e.actor, e.db_role, e.reason, e.privileged, e.recalled_at,
+                 e.dispatch_group, e.key_hash
+          FROM recall.events e
+               LEFT JOIN pg_class c ON c.oid = e.tbl
+               LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE e.xid < pg_snapshot_xmin(pg_current_snapshot())
+            AND (e.xid, e.seq) > (after_xid, after_seq)
+          ORDER BY e.xid, e.seq
+          LIMIT max_events) x;
+    RETURN result;
+END
+$$;
+REVOKE ALL ON FUNCTION recall._citus_node_events(jsonb, integer) FROM PUBLIC;
+
+-- On the coordinator: copy each worker's new events into this node's log
+-- (with the coordinator's table, its own xid and seq, one dispatch group
+-- per worker statement, no residue: the bytes are the worker's to erase),
+-- an audit row for each privileged one, and move the worker's position, in
+-- this transaction: each event is copied once.  One gatherer at a time.
+CREATE FUNCTION recall._citus_gather(max_events integer DEFAULT 1000) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    positions jsonb;
+    r         record;
+    batch     jsonb;
+    g         integer;
+    last      jsonb;
+    groups    integer := 0;
+    n         bigint;
+    audited   bigint;
+    total     bigint := 0;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')
+       OR NOT pg_try_advisory_xact_lock(pg_catalog.hashtext('pg_recall citus gather')) THEN
+        RETURN 0;
+    END IF;
+    SELECT coalesce(jsonb_object_agg(p.groupid::text, p.xid::text || ':' || p.seq::text), '{}')
+      INTO positions FROM recall.citus_positions p;
+    FOR r IN EXECUTE 'SELECT w.success, w.result FROM pg_catalog.run_command_on_workers($1) w'
+             USING format('SELECT recall._citus_node_events(%L, %s)', positions, max_events)
+    LOOP
+        IF NOT r.success THEN
+            RAISE WARNING 'pg_recall: could not read the recall events of a Citus worker: %', r.result;
+            CONTINUE;
+        END IF;
+        batch := r.result::jsonb;
+        g := (batch ->> 'group')::integer;
+        last := batch -> 'events' -> -1;
+        CONTINUE WHEN last IS NULL;
+
+        WITH e AS (
+            SELECT e.xid, e.seq, to_regclass(quote_ident(e.nsp) || '.' || quote_ident(e.rel)) AS tbl,
+                   e.pk, e.conversation, e.actor, e.db_role, e.reason, e.privileged, e.recalled_at,
+                   groups + dense_rank() OVER (ORDER BY e.xid, coalesce(e.dispatch_group, -1))::integer AS grp,
+                   e.key_hash
+            FROM jsonb_to_recordset(batch -> 'events')
+                 AS e(xid xid8, seq bigint, nsp name, rel name, pk jsonb, conversation text,
+                      actor text, db_role name, reason text, privileged boolean,
+                      recalled_at timestamptz, dispatch_group integer, key_hash bigint)),
+        ins AS (
+            INSERT INTO recall.events (xid, tbl, pk, conversation, actor, db_role, reason,
+                                       privileged, recalled_at, dispatch_group, key_hash, residue)
+            SELECT pg_current_xact_id(), e.tbl, e.pk, e.conversation, e.actor, e.db_role, e.reason,
+                   e.privileged, e.recalled_at, e.grp, e.key_hash, '{}'::oid[]
+            FROM e WHERE e.tbl IS NOT NULL
+            ORDER BY e.xid, e.seq
+            RETURNING 1),
+        aud AS (
+            INSERT INTO recall.audit (at, xid, action, tbl, pk, actor, db_role, reason)
+            SELECT e.recalled_at, pg_current_xact_id(), 'recall', e.tbl, e.pk, e.actor, e.db_role,
+                   e.reason
+            FROM e WHERE e.tbl IS NOT NULL AND e.privileged
+            ORDER BY e.xid, e.seq
+            RETURNING 1)
+        SELECT (SELECT count(*) FROM ins), coalesce((SELECT max(e.grp) FROM e), groups),
+               (SELECT count(*) FROM aud)
+          INTO n, groups, audited;
+        total := total + n;
+
+        INSERT INTO recall.citus_positions AS p (groupid, xid, seq, updated_at)
+        VALUES (g, (last ->> 'xid')::xid8, (last ->> 'seq')::bigint, now())
+        ON CONFLICT (groupid) DO UPDATE
+            SET xid = excluded.xid, seq = excluded.seq, updated_at = excluded.updated_at;
+    END LOOP;
+    RETURN total;
+END
+$$;
+REVOKE ALL ON FUNCTION recall._citus_gather(integer) FROM PUBLIC;
+
+CREATE FUNCTION recall.citus_gather() RETURNS bigint
+    AS 'MODULE_PATHNAME', 'recall_citus_gather' LANGUAGE C VOLATILE;
+COMMENT ON FUNCTION recall.citus_gather() IS
+    'on a Citus coordinator: copy the workers'' new recall events into this node''s log now; the count';
+REVOKE ALL ON FUNCTION recall.citus_gather() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION recall.citus_gather() TO recall_admin;

@@ -109,8 +109,17 @@ recall_actor_init(void)
 static inline bool
 left_over(struct config_generic *record)
 {
-	return recall_actor_scope == RECALL_ACTOR_SCOPE_TRANSACTION &&
-		record->source == PGC_S_SESSION && record->stack == NULL;
+	return (recall_actor_scope == RECALL_ACTOR_SCOPE_TRANSACTION &&
+			record->source == PGC_S_SESSION && record->stack == NULL) ||
+	/* on a Citus worker: left over on the coordinator that forwarded it */
+		recall_citus_left_over(record == reason_record);
+}
+
+/* Does recall.actor_scope refuse the current recall.actor (or reason)? */
+bool
+recall_setting_left_over(bool reason)
+{
+	return left_over(reason ? reason_record : actor_record);
 }
 
 /*

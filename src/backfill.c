@@ -118,6 +118,25 @@ backfill_leaf(Oid leaf, const char *set, const char *unwiped)
 }
 
 /*
+ * Both passes on a Citus table: its rows are on its shards, which a scan of
+ * its shell cannot reach, and the events of pass 2 on its workers; one
+ * UPDATE through Citus, each worker wiping what its shards hold.
+ */
+static int64
+backfill_distributed(Oid relid, const char *set, const char *unwiped)
+{
+	char	   *name = qualified(relid);
+	int			ret;
+
+	ret = SPI_execute(psprintf("UPDATE %s SET %s WHERE recalled_at IS NOT NULL AND %s",
+							   name, set, unwiped),
+					  false, 0);
+	if (ret != SPI_OK_UPDATE)
+		elog(ERROR, "backfill of %s failed: %s", name, SPI_result_code_string(ret));
+	return (int64) SPI_processed;
+}
+
+/*
  * Pass 2: the messages of tbl recalled since xid "since" (their keys from
  * recall.events, read as the extension's owner).
  */
@@ -225,7 +244,9 @@ recall_backfill(PG_FUNCTION_ARGS)
 	switched = (GetUserId() != rel->rd_rel->relowner);
 	if (switched)
 		recall_become(rel->rd_rel->relowner, SECURITY_RESTRICTED_OPERATION, false, &become);
-	if (PG_ARGISNULL(2))
+	if (recall_citus_is_table(relid))
+		n = backfill_distributed(relid, set.data, unwiped.data);
+	else if (PG_ARGISNULL(2))
 	{
 		ListCell   *lc;
 		List	   *leaves = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE

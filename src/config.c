@@ -182,6 +182,15 @@ registry_text(HeapTuple tup, TupleDesc desc, int fnumber)
 	return SPI_getvalue(tup, desc, fnumber);
 }
 
+/* The registry columns load_entry reads, in order; $1 is the enabled table. */
+#define REGISTRY_COLUMNS \
+	"SELECT t.key_columns, t.content, t.wiped_values, t.sender, t.sent_at," \
+	" t.sent_at_unit, t.conversation, t.recall_window, t.channel," \
+	" t.on_recalled_write, t.actor_source, t.actor_setting, t.actor_claim," \
+	" pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'sent_at_timezone'," \
+	" EXISTS (SELECT FROM recall.copies c" \
+	"         WHERE c.tbl OPERATOR(pg_catalog.=) $1)"
+
 /*
  * Look up the registry row for relid; if relid is a partition, for the
  * nearest enabled ancestor.  Returns the row's copy in SPI context and the
@@ -193,6 +202,7 @@ find_registry_row(Relation rel, Oid *root_relid, TupleDesc *desc)
 	Oid			relid = RelationGetRelid(rel);
 	List	   *candidates = list_make1_oid(relid);
 	ListCell   *lc;
+	char	   *settings;
 
 	if (rel->rd_rel->relispartition)
 		candidates = list_concat(candidates, get_partition_ancestors(relid));
@@ -204,13 +214,7 @@ find_registry_row(Relation rel, Oid *root_relid, TupleDesc *desc)
 		int			ret;
 
 		values[0] = ObjectIdGetDatum(lfirst_oid(lc));
-		ret = SPI_execute_with_args(
-									"SELECT t.key_columns, t.content, t.wiped_values, t.sender, t.sent_at,"
-									" t.sent_at_unit, t.conversation, t.recall_window, t.channel,"
-									" t.on_recalled_write, t.actor_source, t.actor_setting, t.actor_claim,"
-									" pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.->>) 'sent_at_timezone',"
-									" EXISTS (SELECT FROM recall.copies c"
-									"         WHERE c.tbl OPERATOR(pg_catalog.=) t.tbl)"
+		ret = SPI_execute_with_args(REGISTRY_COLUMNS
 									" FROM recall.tables t WHERE t.tbl OPERATOR(pg_catalog.=) $1",
 									1, argtypes, values, NULL, true, 1);
 		if (ret != SPI_OK_SELECT)
@@ -221,6 +225,27 @@ find_registry_row(Relation rel, Oid *root_relid, TupleDesc *desc)
 			*desc = SPI_tuptable->tupdesc;
 			return SPI_tuptable->vals[0];
 		}
+	}
+
+	/* a Citus shard: its guard carries the enabled table's row (citus.c) */
+	settings = recall_citus_shard_settings(rel, root_relid);
+	if (settings != NULL)
+	{
+		Oid			argtypes[2] = {REGCLASSOID, TEXTOID};
+		Datum		values[2];
+		int			ret;
+
+		values[0] = ObjectIdGetDatum(*root_relid);
+		values[1] = CStringGetTextDatum(settings);
+		ret = SPI_execute_with_args(REGISTRY_COLUMNS
+									" FROM pg_catalog.jsonb_populate_record(NULL::recall.tables,"
+									"      $2::pg_catalog.jsonb) t",
+									2, argtypes, values, NULL, true, 1);
+		if (ret != SPI_OK_SELECT || SPI_processed != 1)
+			elog(ERROR, "reading the settings of shard \"%s\" failed: %s",
+				 RelationGetRelationName(rel), SPI_result_code_string(ret));
+		*desc = SPI_tuptable->tupdesc;
+		return SPI_tuptable->vals[0];
 	}
 	return NULL;
 }
@@ -286,6 +311,8 @@ static char *
 find_late_trigger(Relation rel)
 {
 	TriggerDesc *trigdesc = rel->trigdesc;
+	/* on a Citus shard the guard's name ends in the shard id (citus.c) */
+	const char *guard = recall_guard_name(rel);
 
 	if (trigdesc == NULL)
 		return NULL;
@@ -297,7 +324,7 @@ find_late_trigger(Relation rel)
 			!TRIGGER_FOR_ROW(t->tgtype) || !TRIGGER_FOR_BEFORE(t->tgtype) ||
 			!(TRIGGER_FOR_INSERT(t->tgtype) || TRIGGER_FOR_UPDATE(t->tgtype)))
 			continue;
-		if (strcmp(t->tgname, RECALL_GUARD_TRIGGER) > 0)
+		if (strcmp(t->tgname, guard) > 0)
 			return pstrdup(t->tgname);
 	}
 	return NULL;

@@ -486,6 +486,8 @@ dispatch_batch(void)
 	if (!begin_work("dispatching recall notifications", &become))
 		return DISPATCH_GONE;
 
+	/* a Citus coordinator first copies its workers' new events (no-op elsewhere) */
+	recall_citus_gather_events();
 	batch_read_position(&b);
 	batch_read_events(&b);
 	batch_trim_to_statements(&b);

@@ -105,6 +105,9 @@ recall_events_after(PG_FUNCTION_ARGS)
 
 	InitMaterializedSRF(fcinfo, 0);
 
+	/* on a Citus coordinator: the workers' events first (citus.c) */
+	recall_citus_gather_events();
+
 	recall_become(recall_extension_owner(), SECURITY_RESTRICTED_OPERATION, false, &become);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

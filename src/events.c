@@ -307,7 +307,7 @@ write_audit(RecallTable *cfg, Jsonb *pk, RecallStamp *stamp, Datum role)
 	bool		nulls[AU_NATTS];
 
 	memset(nulls, false, sizeof(nulls));
-	values[AU_AT] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	values[AU_AT] = TimestampTzGetDatum(stamp->at);
 	values[AU_XID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[AU_ACTION] = CStringGetTextDatum("recall");
 	values[AU_TBL] = ObjectIdGetDatum(cfg->root_relid);

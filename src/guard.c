@@ -301,7 +301,8 @@ guard_recall(RecallTable *cfg, Relation rel, HeapTuple oldtup, HeapTuple newtup)
 
 	check_not_moved(cfg, rel, oldtup, newtup);
 
-	stamp.at = GetCurrentTransactionStartTimestamp();
+	/* the transaction's start; on Citus, the distributed transaction's (citus.c) */
+	stamp.at = recall_citus_recall_time();
 	stamp.actor = recall_resolve_actor(cfg, text_or_null(newtup, tupdesc, cfg->recalled_by_att));
 	stamp.reason = recall_given_reason(text_or_null(newtup, tupdesc, cfg->reason_att));
 	stamp.privileged = false;

@@ -50,6 +50,7 @@ recall_relcache_callback(Datum arg, Oid relid)
 	recall_config_invalidate(relid);
 	recall_copies_invalidate(relid);
 	recall_log_writer_invalidate(relid);
+	recall_citus_invalidate(relid);
 }
 
 /* Define settings and register callbacks. */
@@ -87,6 +88,8 @@ _PG_init(void)
 	recall_erasure_init();
 	/* the background workers' settings; their launcher when preloaded */
 	recall_workers_init();
+	/* Citus distributed tables: a setting of its own, and hooks */
+	recall_citus_init();
 
 #if PG_VERSION_NUM >= 150000
 	MarkGUCPrefixReserved("recall");

@@ -252,5 +252,21 @@ extern void recall_copies_init(void);
 extern void recall_copies_invalidate(Oid relid);
 extern int	recall_in_copy_wipe;
 
+/* citus.c: pg_recall on Citus distributed tables (no-ops without Citus) */
+extern void recall_citus_init(void);
+extern bool recall_citus_installed(void);
+extern bool recall_citus_is_table(Oid relid);
+extern char *recall_citus_shard_settings(Relation rel, Oid *root_relid);
+extern const char *recall_guard_name(Relation rel);
+extern TimestampTz recall_citus_recall_time(void);
+extern bool recall_citus_left_over(bool reason);
+extern void recall_citus_gather_events(void);
+extern void recall_citus_worker_start(void);
+extern void recall_citus_invalidate(Oid relid);
+extern List *recall_citus_local_shards(Oid logical_relid);
+
+/* actor.c, for citus.c: does recall.actor_scope refuse the current value? */
+extern bool recall_setting_left_over(bool reason);
+
 
 #endif							/* PG_RECALL_H */

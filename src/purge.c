@@ -602,6 +602,16 @@ recall_heap_relations(Oid root, List **out)
 		rels = find_all_inheritors(root, NoLock, NULL);
 	else
 		rels = list_make1_oid(root);
+	/* on a Citus node, a distributed table's rows are in its local shards */
+	foreach(lc, recall_citus_local_shards(root))
+	{
+		Oid			shard = lfirst_oid(lc);
+
+		if (get_rel_relkind(shard) == RELKIND_PARTITIONED_TABLE)
+			rels = list_concat(rels, find_all_inheritors(shard, NoLock, NULL));
+		else
+			rels = lappend_oid(rels, shard);
+	}
 	foreach(lc, rels)
 	{
 		Oid			relid = lfirst_oid(lc);

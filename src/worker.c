@@ -27,6 +27,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/snapmgr.h"
 
+#include "pg_recall.h"
 #include "worker.h"
 
 /* Is someone waiting to drop (or rename, or copy) this database? */
@@ -76,6 +77,8 @@ recall_worker_main(Datum main_arg)
 		proc_exit(0);			/* the slot went to another worker meanwhile */
 
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	/* Citus hides shards from processes it does not know (no-op without it) */
+	recall_citus_worker_start();
 
 	switch (kind)
 	{
