@@ -1444,8 +1444,8 @@ recall_citus_worker_start(void)
 }
 
 /*
- * Define recall.citus_left_over (before the prefix is reserved) and
- * install the hooks; called from _PG_init.
+ * Define recall.citus_left_over (before the prefix is reserved) and,
+ * where Citus is loaded, install the hooks; called from _PG_init.
  */
 void
 recall_citus_init(void)
@@ -1458,6 +1458,13 @@ recall_citus_init(void)
 							   PGC_USERSET,
 							   GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
 							   NULL, NULL, NULL);
+
+	/*
+	 * Citus is loaded first or not at all (see citus_loaded): without it,
+	 * no statement pays for the hooks.
+	 */
+	if (!citus_loaded())
+		return;
 
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = citus_ProcessUtility;

@@ -41,6 +41,8 @@
 #include "pg_recall.h"
 
 static HTAB *RecallTableHash = NULL;
+/* the entry recall_get_table returned last (see there) */
+static RecallTable *last_entry = NULL;
 
 /* The extension's owner, looked up once, again after a change to a schema. */
 static Oid	cached_extension_owner = InvalidOid;
@@ -510,6 +512,14 @@ recall_get_table(Relation rel, bool missing_ok)
 	RecallTable *entry;
 	bool		found;
 
+	/*
+	 * Most statements touch one enabled table: the entry found last is
+	 * checked before the hash lookup (entries do not move, and a removed
+	 * one is no longer valid or holds another relid).
+	 */
+	if (last_entry != NULL && last_entry->relid == relid && last_entry->valid)
+		return last_entry;
+
 	if (RecallTableHash == NULL)
 	{
 		HASHCTL		ctl;
@@ -528,12 +538,15 @@ recall_get_table(Relation rel, bool missing_ok)
 		entry->relid = relid;
 	}
 	if (entry->valid)
-		return entry;
+		return last_entry = entry;
 
 	if (!load_entry(entry, rel))
 	{
 		if (entry->mcxt == NULL)
+		{
+			last_entry = NULL;
 			hash_search(RecallTableHash, &relid, HASH_REMOVE, NULL);
+		}
 		if (missing_ok)
 			return NULL;
 		ereport(ERROR,
@@ -542,7 +555,7 @@ recall_get_table(Relation rel, bool missing_ok)
 						RelationGetRelationName(rel)),
 				 errhint("Call recall.enable() on the table first.")));
 	}
-	return entry;
+	return last_entry = entry;
 }
 
 /* As recall_get_table, by OID; the relation must exist. */

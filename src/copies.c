@@ -85,7 +85,8 @@ typedef struct CopyReg
 	char	   *tbl_name;
 	Oid			tbl_owner;
 	Oid			copy_owner;
-	bool		same_types;		/* every match column has its key's type */
+	bool		same_types;		/* every match column has its key's base type */
+	bool		copy_partitioned;	/* the copy table is partitioned */
 	SPIPlanPtr	lock_plan;		/* the message's row, locked FOR SHARE */
 	SPIPlanPtr	check_plan;		/* its recall in recall.events */
 } CopyReg;
@@ -311,7 +312,8 @@ load_copy_entry(CopyEntry *entry)
 			reg->match_types[i] = get_atttype(reg->copy,
 											  registered_column(reg->copy, reg->match_names[i]));
 			reg->key_types[i] = get_atttype(reg->tbl, get_attnum(reg->tbl, reg->key_names[i]));
-			reg->same_types &= (reg->match_types[i] == reg->key_types[i]);
+			reg->same_types &= (getBaseType(reg->match_types[i]) ==
+								getBaseType(reg->key_types[i]));
 		}
 		for (int i = 0; i < reg->ncontent; i++)
 			(void) registered_column(reg->copy, reg->content_names[i]);
@@ -319,6 +321,7 @@ load_copy_entry(CopyEntry *entry)
 		reg->tbl_name = qualified_name(reg->tbl);
 		reg->tbl_owner = rel_owner(reg->tbl);
 		reg->copy_owner = rel_owner(reg->copy);
+		reg->copy_partitioned = (get_rel_relkind(reg->copy) == RELKIND_PARTITIONED_TABLE);
 
 		if (reg->tbl == entry->relid)
 			as_tbl = lappend(as_tbl, reg);
@@ -429,17 +432,15 @@ convert_all(void *arg)
 /*
  * Convert n values; false when one is no value of the target type (a text
  * match holding "$abc:matrix.org" for a bigint key): nothing matches it.
- * Types that are the same need no subtransaction.
+ * Types that are the same (same: known from the registration) need no
+ * subtransaction.
  */
 static bool
-convert_values(int n, Datum *values, Oid *from, Oid *to, Datum *result)
+convert_values(int n, Datum *values, Oid *from, Oid *to, bool same, Datum *result)
 {
 	ConvertCall call = {n, values, from, to, result};
 	ErrorData  *edata;
-	bool		same = true;
 
-	for (int i = 0; i < n; i++)
-		same &= (getBaseType(from[i]) == getBaseType(to[i]));
 	if (same)
 	{
 		memcpy(result, values, sizeof(Datum) * n);
@@ -885,14 +886,15 @@ queue_residue(List *residue)
 	}
 }
 
-/* The leaf relations of a table (itself when it is not partitioned). */
+/* The leaf relations of a copy table (itself when it is not partitioned). */
 static List *
-leaves_of(Oid relid, LOCKMODE lockmode)
+leaves_of(CopyReg *reg, LOCKMODE lockmode)
 {
+	Oid			relid = reg->copy;
 	List	   *leaves = NIL;
 	ListCell   *lc;
 
-	if (get_rel_relkind(relid) != RELKIND_PARTITIONED_TABLE)
+	if (!reg->copy_partitioned)
 		return list_make1_oid(relid);
 	foreach(lc, find_all_inheritors(relid, lockmode, NULL))
 		if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_RELATION)
@@ -911,7 +913,7 @@ treat_copies(CopyReg *reg, List *keys)
 	Datum	   *match = palloc(sizeof(Datum) * reg->nkeys);
 	bool		changed = false;
 
-	foreach(lc, leaves_of(reg->copy, RowExclusiveLock))
+	foreach(lc, leaves_of(reg, RowExclusiveLock))
 	{
 		Relation	rel = table_open(lfirst_oid(lc), RowExclusiveLock);
 		CopyLeaf   *leaf = copy_leaf(reg, rel);
@@ -923,7 +925,8 @@ treat_copies(CopyReg *reg, List *keys)
 		{
 			Datum	   *key = (Datum *) lfirst(kc);
 
-			if (!convert_values(reg->nkeys, key, reg->key_types, reg->match_types, match))
+			if (!convert_values(reg->nkeys, key, reg->key_types, reg->match_types,
+								reg->same_types, match))
 				continue;
 			/* a row that changed under the scan is looked up again */
 			while (!treat_key_in_leaf(reg, leaf, rel, match, &change))
@@ -1192,7 +1195,8 @@ points_at_recalled(CopyReg *reg, HeapTuple tup, TupleDesc tupdesc)
 		if (isnull)
 			return false;
 	}
-	if (!convert_values(reg->nkeys, match, reg->match_types, reg->key_types, key))
+	if (!convert_values(reg->nkeys, match, reg->match_types, reg->key_types,
+						reg->same_types, key))
 		return false;
 
 	/* the message table is its owner's to read, with nothing of theirs run as us */

@@ -184,6 +184,9 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 /* This transaction asks for a dispatcher (and a purge) at commit. */
 static bool dispatch_at_commit = false;
 static bool purge_at_commit = false;
+/* requests a transaction makes at its commit (0: none) */
+static TimestampTz rebuild_due_at_commit = 0;
+static TimestampTz purge_due_at_commit = 0;
 
 /* In a worker: its slot, and what it reports at exit. */
 static int	my_index = -1;
@@ -403,6 +406,25 @@ recall_request_rebuild(Oid dboid, TimestampTz due)
 	request(dboid, RECALL_WORKER_REBUILDER, due);
 }
 
+/*
+ * The same requests, made when the current transaction commits: a worker
+ * that started before it would not see what it wrote, and might leave
+ * having found nothing to do.
+ */
+void
+recall_request_rebuild_at_commit(TimestampTz due)
+{
+	if (due > 0 && (rebuild_due_at_commit == 0 || due < rebuild_due_at_commit))
+		rebuild_due_at_commit = due;
+}
+
+void
+recall_request_purge_at_commit(TimestampTz due)
+{
+	if (due > 0 && (purge_due_at_commit == 0 || due < purge_due_at_commit))
+		purge_due_at_commit = due;
+}
+
 /* Value of an integer setting by name (0 when it is not defined). */
 int
 recall_int_setting(const char *name)
@@ -437,12 +459,18 @@ workers_xact_callback(XactEvent event, void *arg)
 			recall_dispatcher_wake_at_commit();
 		else if (dispatch_at_commit)
 			recall_request_dispatch(MyDatabaseId);
+		if (rebuild_due_at_commit != 0)
+			recall_request_rebuild(MyDatabaseId, rebuild_due_at_commit);
+		if (purge_due_at_commit != 0)
+			recall_request_purge(MyDatabaseId, purge_due_at_commit);
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE)
 	{
 		dispatch_at_commit = false;
 		purge_at_commit = false;
+		rebuild_due_at_commit = 0;
+		purge_due_at_commit = 0;
 	}
 }
 

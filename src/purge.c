@@ -1344,11 +1344,15 @@ recall_purge(PG_FUNCTION_ARGS)
 	cycle.sink = &sink;
 	recall_purge_cycle(&cycle);
 
-	/* the rebuilder takes the indexes from here, the purger the sweep */
+	/*
+	 * The rebuilder takes the indexes from here, the purger the sweep, once
+	 * this transaction's marks are committed (this statement's snapshot does
+	 * not see them: the rebuilder reads when they fall due).
+	 */
 	if (cycle.marked_indexes > 0 && recall_index_rebuild_interval_s >= 0)
-		recall_request_rebuild(MyDatabaseId, recall_rebuild_next_due());
+		recall_request_rebuild_at_commit(GetCurrentTimestamp());
 	if (cycle.sweep_requested)
-		recall_request_purge(MyDatabaseId, GetCurrentTimestamp());
+		recall_request_purge_at_commit(GetCurrentTimestamp());
 	return (Datum) 0;
 }
 
