@@ -724,7 +724,9 @@ REVOKE ALL ON FUNCTION recall._erasure_settings() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION recall._erasure_settings() TO recall_admin;
 
 -- What erasure has pending, per enabled table (index NULL) and per content
--- index (the indexes a purge has marked at least once).
+-- index (the indexes a purge has marked at least once).  An index that is
+-- gone is left out by its pg_index row, not its pg_class row: Citus hides
+-- the pg_class rows of shards (and their indexes) from ordinary sessions.
 CREATE VIEW recall.purge_status AS
 WITH s AS (SELECT * FROM recall._erasure_settings()),
 pending AS (
@@ -769,7 +771,7 @@ SELECT i.tbl,
        NULL, NULL
 FROM recall.index_state i
 CROSS JOIN s
-JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid;
+JOIN pg_catalog.pg_index x ON x.indexrelid = i.indexrelid;
 COMMENT ON VIEW recall.purge_status IS
     'erasure per enabled table (index NULL) and per content index: recalls not yet purged, last purge, index rebuilds, sweeps';
 REVOKE ALL ON recall.purge_status FROM PUBLIC;

@@ -52,6 +52,13 @@
  *	  coordinator's distributed write wakes the dispatcher at commit.
  *	- Background workers see shards (Citus hides them from catalog
  *	  queries of processes it does not know).
+ *	- Erasure, on each worker for its shards.  The guard records the
+ *	  shard's pages as the recall's residue, and the worker's purger,
+ *	  started by the commit (a COMMIT PREPARED too), scrubs them; the
+ *	  purge marks the shard's content indexes, found through the shard's
+ *	  distributed table (recall_citus_shard_table), for the worker's
+ *	  rebuilder; the sweep visits the node's shards of a table
+ *	  (recall_citus_local_shards).
  *
  * Nothing here links against Citus: its objects are looked up by name at
  * run time, and every entry point returns at once where the Citus library
@@ -353,9 +360,9 @@ shard_id_of_name(const char *relname)
  * InvalidOid if rel is no known shard.  SPI must be connected.
  */
 static Oid
-shard_logical_relid(Relation rel)
+shard_logical_relid(const char *relname, Oid nspoid)
 {
-	int64		shardid = shard_id_of_name(RelationGetRelationName(rel));
+	int64		shardid = shard_id_of_name(relname);
 	Oid			argtypes[3] = {INT8OID, TEXTOID, OIDOID};
 	Datum		args[3];
 	List	   *logical;
@@ -363,8 +370,8 @@ shard_logical_relid(Relation rel)
 	if (shardid == 0)
 		return InvalidOid;
 	args[0] = Int64GetDatum(shardid);
-	args[1] = CStringGetTextDatum(RelationGetRelationName(rel));
-	args[2] = ObjectIdGetDatum(RelationGetNamespace(rel));
+	args[1] = CStringGetTextDatum(relname);
+	args[2] = ObjectIdGetDatum(nspoid);
 	/* shard_name() qualifies the name outside schema public */
 	logical = spi_oids("SELECT s.logicalrelid::pg_catalog.oid"
 					   " FROM pg_catalog.pg_dist_shard s"
@@ -422,7 +429,7 @@ recall_citus_shard_settings(Relation rel, Oid *root_relid)
 	t = guard_trigger_of(rel);
 	if (t == NULL || t->tgnargs != 1)
 		return NULL;
-	logical = shard_logical_relid(rel);
+	logical = shard_logical_relid(RelationGetRelationName(rel), RelationGetNamespace(rel));
 	*root_relid = OidIsValid(logical) ? enabled_ancestor(logical) : RelationGetRelid(rel);
 	return pstrdup(t->tgargs[0]);
 }
@@ -1487,30 +1494,68 @@ recall_citus_init(void)
  * table's "relations" are on a worker, where the shell has no rows.  The
  * targeted purge needs none of this (an event's residue names the shard's
  * pages); a sweep of a table, or the fallback for an event without
- * residue, visits these instead of the shell.
+ * residue, visits these instead of the shell.  A shard is in its table's
+ * schema; it is looked up there, qualified, by the name Citus gives it
+ * (shard_name() leaves the schema out for public, and the purger's
+ * search_path is pinned), not through pg_class, whose shard rows Citus
+ * hides from ordinary sessions (recall.purge()).
  */
 List *
 recall_citus_local_shards(Oid logical_relid)
 {
 	List	   *shards;
-	Oid			argtypes[2] = {REGCLASSOID, INT4OID};
-	Datum		args[2];
+	Oid			argtypes[3] = {REGCLASSOID, INT4OID, TEXTOID};
+	Datum		args[3];
+	char	   *nspname;
 	MemoryContext caller = CurrentMemoryContext;
 
 	if (!recall_citus_installed())
 		return NIL;
+	nspname = get_namespace_name(get_rel_namespace(logical_relid));
+	if (nspname == NULL)
+		return NIL;
 	args[0] = ObjectIdGetDatum(logical_relid);
 	args[1] = Int32GetDatum(local_group());
+	args[2] = CStringGetTextDatum(nspname);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	shards = spi_oids("SELECT pg_catalog.to_regclass(pg_catalog.shard_name(s.logicalrelid, s.shardid))::pg_catalog.oid"
+	shards = spi_oids("SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($3)"
+					  "        OPERATOR(pg_catalog.||) '.'"
+					  "        OPERATOR(pg_catalog.||) pg_catalog.quote_ident(n[pg_catalog.array_upper(n, 1)]))"
+					  "       ::pg_catalog.oid"
 					  " FROM pg_catalog.pg_dist_shard s"
 					  "      JOIN pg_catalog.pg_dist_placement p"
-					  "        ON p.shardid OPERATOR(pg_catalog.=) s.shardid"
+					  "        ON p.shardid OPERATOR(pg_catalog.=) s.shardid,"
+					  "      pg_catalog.parse_ident(pg_catalog.shard_name(s.logicalrelid, s.shardid)) AS n"
 					  " WHERE s.logicalrelid OPERATOR(pg_catalog.=) $1"
 					  "   AND p.groupid OPERATOR(pg_catalog.=) $2"
 					  " ORDER BY s.shardid",
-					  2, argtypes, args, caller);
+					  3, argtypes, args, caller);
 	SPI_finish();
 	return shards;
+}
+
+/*
+ * The enabled table whose rows a shard on this node holds (through
+ * Citus's metadata, then the enabled ancestor of a distributed
+ * partition), or InvalidOid: no Citus, or relid is no known shard.  The
+ * purge marks a shard's content indexes by the enabled table's content
+ * columns (the shard has the same columns).
+ */
+Oid
+recall_citus_shard_table(Oid relid)
+{
+	char	   *relname;
+	Oid			logical;
+
+	if (!recall_citus_installed())
+		return InvalidOid;
+	relname = get_rel_name(relid);
+	if (relname == NULL || shard_id_of_name(relname) == 0)
+		return InvalidOid;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	logical = shard_logical_relid(relname, get_rel_namespace(relid));
+	SPI_finish();
+	return OidIsValid(logical) ? enabled_ancestor(logical) : InvalidOid;
 }

@@ -1254,9 +1254,15 @@ pass_serve_checks(LauncherState *st, LauncherPass *p)
 
 		if (i >= 0 && shared->dbs[i].worker[RECALL_WORKER_DISPATCHER] >= 0)
 		{
-			/* a dispatcher runs there: the extension is, a purge may be due */
+			/*
+			 * A dispatcher runs there: the extension is, a purge may be
+			 * due.  The next pass starts the purger: nothing else wakes
+			 * the launcher for it, and a recall's request for a later due
+			 * time leaves the earlier one to whoever waits for it.
+			 */
 			st->checks = list_delete_first(st->checks);
 			lower_due(&shared->dbs[i].due[RECALL_WORKER_PURGER], p->now);
+			pass_wake_at(p, p->now);
 			continue;
 		}
 		if (i < 0)

@@ -264,6 +264,7 @@ extern void recall_citus_gather_events(void);
 extern void recall_citus_worker_start(void);
 extern void recall_citus_invalidate(Oid relid);
 extern List *recall_citus_local_shards(Oid logical_relid);
+extern Oid	recall_citus_shard_table(Oid relid);
 
 /* actor.c, for citus.c: does recall.actor_scope refuse the current value? */
 extern bool recall_setting_left_over(bool reason);

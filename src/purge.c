@@ -869,7 +869,9 @@ columns_but(Oid relid, List *but)
 
 /*
  * The enabled table (or, for a copy, the message table it copies) a heap
- * relation's residue belongs to, and its content columns there.
+ * relation's residue belongs to, and its content columns there.  On a
+ * Citus worker a shard (or a partition of one) belongs to its distributed
+ * table, under the same column names.
  */
 static Oid
 content_of(CycleState *st, Oid relid, List **names)
@@ -888,6 +890,17 @@ content_of(CycleState *st, Oid relid, List **names)
 	}
 	*names = NIL;
 	t = cycle_table(st, root);
+	if (t == NULL)
+	{
+		/* on a Citus worker: a shard's rows are its distributed table's */
+		Oid			logical = recall_citus_shard_table(root);
+
+		if (OidIsValid(logical))
+		{
+			root = logical;
+			t = cycle_table(st, root);
+		}
+	}
 	if (t != NULL)
 	{
 		tbl = root;

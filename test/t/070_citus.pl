@@ -23,17 +23,17 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+
+use CitusKit;
 use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-my $pg_config = $ENV{PG_CONFIG} || 'pg_config';
-my $pkglibdir = `$pg_config --pkglibdir`;
-chomp $pkglibdir;
-plan skip_all => "Citus is not installed for this server (no $pkglibdir/citus.so)"
-  unless $pkglibdir ne '' && -f "$pkglibdir/citus.so";
+citus_skip_unless_installed();
 
 # Bound of every wait, in seconds.
 my $WAIT = 60;
@@ -41,41 +41,18 @@ my $WAIT = 60;
 # ---------------------------------------------------------------------------
 # the cluster: every node preloads both libraries and listens on loopback
 
-# A node with both libraries preloaded, listening on loopback, with Citus.
-sub citus_node
-{
-	my ($name) = @_;
-	my $n = PostgreSQL::Test::Cluster->new($name);
-	$n->init(allows_streaming => 'logical');
-	$n->append_conf(
-		'postgresql.conf', qq{
-shared_preload_libraries = 'citus,pg_recall'
-listen_addresses = '127.0.0.1'
-max_prepared_transactions = 20
-max_worker_processes = 24
-max_replication_slots = 10
-max_wal_senders = 10
-citus.local_hostname = '127.0.0.1'
+# What every node of this test adds to postgresql.conf.
+my $CONF = q{
 recall.worker_idle_timeout = '1h'
 recall.purge_delay = 0
-});
-	$n->start;
-	$n->safe_psql('postgres', 'CREATE EXTENSION citus');
-	return $n;
-}
+};
 
-my %node = map { ($_ => citus_node($_)) } ('coordinator', 'worker1', 'worker2');
-my ($coord, $w1, $w2) = @node{ 'coordinator', 'worker1', 'worker2' };
-
+my ($coord, $w1, $w2) = citus_cluster($CONF);
 $coord->safe_psql(
-	'postgres', sprintf(q{
-SELECT citus_set_coordinator_host('127.0.0.1', %d);
-SELECT citus_add_node('127.0.0.1', %d);
-SELECT citus_add_node('127.0.0.1', %d);
-CREATE EXTENSION pg_recall;
+	'postgres', q{
 CREATE ROLE app LOGIN;
 CREATE ROLE moderator LOGIN IN ROLE recall_admin;
-}, $coord->port, $w1->port, $w2->port));
+});
 
 is($w1->safe_psql('postgres', "SELECT extversion FROM pg_extension WHERE extname = 'pg_recall'"),
 	'1.1', 'CREATE EXTENSION pg_recall on the coordinator reaches the workers');
@@ -523,7 +500,7 @@ is(worker_events($w1, "e.tbl::text <> 'messages' AND e.tbl::text <> 'later'")
 	'', 'still no shard names in the logs');
 
 # a node added later gets the registry with Citus's metadata, and a shard
-my $w3 = citus_node('worker3');
+my $w3 = citus_node('worker3', $CONF);
 $coord->safe_psql('postgres', sprintf(q{SELECT citus_add_node('127.0.0.1', %d)}, $w3->port));
 is($w3->safe_psql('postgres', q{SELECT string_agg(tbl::text, ',' ORDER BY tbl::text) FROM recall.tables}),
 	'later,messages', 'a new node has the registry of the enabled tables');

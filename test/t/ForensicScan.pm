@@ -45,7 +45,7 @@ use Time::HiRes qw(time usleep);
 
 our @EXPORT = qw(
   random_marker md5_chain relation_files scan_relations scan_files
-  scan_database total_hits hit_report found_in stored_slices trgm_bytes
+  scan_database total_hits any_hits hit_report found_in stored_slices trgm_bytes
   purge_done install_residue_helpers recall_with_residue wait_rebuilt
 );
 
@@ -263,6 +263,16 @@ sub total_hits
 		$n += $f->{hits}{$name}{$what};
 	}
 	return $n;
+}
+
+# All traces of a marker (exact, case-insensitive and fragment counts
+# summed) in the files of a scan for which $filter is true (all: undef).
+sub any_hits
+{
+	my ($scan, $name, $filter) = @_;
+	return total_hits($scan, $name, 'exact', $filter) +
+	  total_hits($scan, $name, 'ci',   $filter) +
+	  total_hits($scan, $name, 'frag', $filter);
 }
 
 # True when a marker is found (case-insensitively, whole) in a file of the
