@@ -47,8 +47,16 @@
 #                   itself, the ratio a run gets with no difference at all)
 #   BENCH_INSTRUCTIONS  0: skip test/bench/instructions.sh (instructions per
 #                   statement, valgrind callgrind, with and without preload)
+#   BENCH_COPIES    0: skip test/bench/copies.sh (a recall with two
+#                   registered copies against one without)
+#   BENCH_BULK      0: skip test/bench/bulk_update.sh (a non-recall UPDATE
+#                   of all 1M rows, time and peak memory)
 #   BENCH_ENABLE    0: skip test/bench/enable_bench.sh (a writer beside
-#                   recall.enable() on a BENCH_ENABLE_ROWS-row table)
+#                   recall.enable() on a BENCH_ENABLE_ROWS-row table,
+#                   default 10000000)
+#   BENCH_ERASURE   0: skip test/bench/erasure_bench.sh (purge cost and a
+#                   writer's waits at each of BENCH_ERASURE_SIZES rows,
+#                   default "1000000 10000000")
 #   BENCH_DISPATCH  0: skip test/bench/dispatch_bench.sh (recall with and
 #                   without the dispatcher, a PL/pgSQL baseline, latency)
 #   BENCH_CITUS     0: skip test/bench/citus_bench.sh (recall through a Citus
@@ -456,10 +464,25 @@ if [ "${BENCH_INSTRUCTIONS:-1}" = 1 ]; then
     done
 fi
 
-# Issue 13: a writer beside recall.enable() on a large table; issue 10:
-# erasure at two table sizes; issue 14: Citus, when it is installed.
+# Issue 11: a recall with two registered copies against one without
+if [ "${BENCH_COPIES:-1}" = 1 ]; then
+    BENCH_INSTALL=0 bash "$ROOT/test/bench/copies.sh" | tee -a "$OUT"
+fi
+
+# The spec's bulk target: a non-recall UPDATE of every row, time and memory
+if [ "${BENCH_BULK:-1}" = 1 ]; then
+    BENCH_OUT=$OUT bash "$ROOT/test/bench/bulk_update.sh"
+fi
+
+# Issue 13: a writer beside recall.enable() on a large table.
 if [ "${BENCH_ENABLE:-1}" = 1 ]; then
     BENCH_OUT=$OUT BENCH_ROWS=${BENCH_ENABLE_ROWS:-10000000} bash "$ROOT/test/bench/enable_bench.sh"
+fi
+
+# Issue 10: erasure at two table sizes (BENCH_ERASURE_SIZES)
+if [ "${BENCH_ERASURE:-1}" = 1 ]; then
+    BENCH_OUT=$OUT BENCH_SIZES=${BENCH_ERASURE_SIZES:-"1000000 10000000"} \
+        bash "$ROOT/test/bench/erasure_bench.sh"
 fi
 
 # Issue 14: recall through a Citus coordinator (the script says it skipped

@@ -58,7 +58,7 @@ cd "$WORK"
 "$BINDIR/pgbench" -n -c 2 -j 2 -T 100000 -D rows="$ROWS" -f writer.sql \
 	--log --log-prefix="$WORK/writer" >"$WORK/pgbench.out" 2>&1 &
 WRITER=$!
-trap 'kill $WRITER 2>/dev/null; bench_cleanup' EXIT
+trap 'kill $WRITER 2>/dev/null || true; bench_cleanup' EXIT
 sleep 3
 
 now_us() { date +%s%6N; }
