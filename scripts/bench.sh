@@ -40,7 +40,8 @@
 #                   each checkpoint add noise, and no figure here is about
 #                   the disk; synchronous_commit stays on)
 #   BENCH_PRELOAD   1: shared_preload_libraries = 'pg_recall' (the
-#                   notification dispatcher, when the build has it)
+#                   notification dispatcher), with recall.purge_delay = 0
+#                   (the purger's cost is measured by dispatch_bench.sh)
 #   BENCH_OUT       result file (default bench-results.txt in the repo)
 #   BENCH_TESTS     workloads to run (default "noise latest50 react insert
 #                   recall"; noise: the react workload on "plain" against
@@ -149,7 +150,11 @@ autovacuum = off
 log_min_messages = warning
 EOF
 if [ "$PRELOAD" = 1 ]; then
-    echo "shared_preload_libraries = 'pg_recall'" >>"$DATA/postgresql.conf"
+    # the purger is off here: erasing every recall's old bytes under a
+    # recall storm is erasure's cost, measured by dispatch_bench.sh (e) and
+    # erasure_bench.sh; it would also run during the plain slices
+    printf '%s\n' "shared_preload_libraries = 'pg_recall'" "recall.purge_delay = 0" \
+        >>"$DATA/postgresql.conf"
 fi
 as_owner "$BINDIR/pg_ctl" -D "$DATA" -l "$LOG" -w start >/dev/null \
     || { cat "$LOG" >&2; die "the cluster did not start"; }

@@ -28,7 +28,7 @@
 #   BENCH_CLIENTS  client counts (default "4 16")
 #   BENCH_ROWS     messages (default 200000)
 #   BENCH_FSYNC    fsync of the throwaway cluster (default off; synchronous_commit stays on)
-#   BENCH_PRELOAD  1: shared_preload_libraries = 'pg_recall', the notification
+#   BENCH_PRELOAD  1: shared_preload_libraries = 'pg_recall' and recall.purge_delay = 0, the notification
 #                  dispatcher (default 1); 0: NOTIFY inside each recall
 #   BENCH_INSTALL  1: build and install the extension from this tree first (default 1)
 set -euo pipefail
@@ -98,7 +98,10 @@ checkpoint_timeout = 1h
 autovacuum = off
 log_min_messages = warning
 EOF
-[ "$PRELOAD" = 1 ] && echo "shared_preload_libraries = 'pg_recall'" >>"$DATA/postgresql.conf"
+# the purger off: its cost (erasing the old bytes of every recall and every
+# wiped copy) is erasure's, measured by erasure_bench.sh and dispatch_bench.sh
+[ "$PRELOAD" = 1 ] && printf '%s\n' "shared_preload_libraries = 'pg_recall'" "recall.purge_delay = 0" \
+    >>"$DATA/postgresql.conf"
 as_owner "$BINDIR/pg_ctl" -D "$DATA" -l "$WORK/server.log" -w start >/dev/null \
     || { cat "$WORK/server.log" >&2; die "the cluster did not start"; }
 STARTED=1
