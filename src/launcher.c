@@ -181,12 +181,13 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-/* This transaction asks for a dispatcher (and a purge) at commit. */
-static bool dispatch_at_commit = false;
+/*
+ * Workers this transaction asks for at its commit (now, then), and whether
+ * it committed prepared recalls (a dispatcher, and a purge within
+ * recall.purge_delay).
+ */
+static bool wanted_at_commit[RECALL_WORKER_NKINDS];
 static bool purge_at_commit = false;
-/* requests a transaction makes at its commit (0: none) */
-static TimestampTz rebuild_due_at_commit = 0;
-static TimestampTz purge_due_at_commit = 0;
 
 /* In a worker: its slot, and what it reports at exit. */
 static int	my_index = -1;
@@ -407,22 +408,14 @@ recall_request_rebuild(Oid dboid, TimestampTz due)
 }
 
 /*
- * The same requests, made when the current transaction commits: a worker
- * that started before it would not see what it wrote, and might leave
- * having found nothing to do.
+ * Ask for a worker of this database when the current transaction commits:
+ * one that started before would not see what the transaction wrote, and
+ * might leave having found nothing to do.
  */
 void
-recall_request_rebuild_at_commit(TimestampTz due)
+recall_request_at_commit(RecallWorkerKind kind)
 {
-	if (due > 0 && (rebuild_due_at_commit == 0 || due < rebuild_due_at_commit))
-		rebuild_due_at_commit = due;
-}
-
-void
-recall_request_purge_at_commit(TimestampTz due)
-{
-	if (due > 0 && (purge_due_at_commit == 0 || due < purge_due_at_commit))
-		purge_due_at_commit = due;
+	wanted_at_commit[kind] = true;
 }
 
 /* Value of an integer setting by name (0 when it is not defined). */
@@ -457,20 +450,15 @@ workers_xact_callback(XactEvent event, void *arg)
 	{
 		if (purge_at_commit)
 			recall_dispatcher_wake_at_commit();
-		else if (dispatch_at_commit)
-			recall_request_dispatch(MyDatabaseId);
-		if (rebuild_due_at_commit != 0)
-			recall_request_rebuild(MyDatabaseId, rebuild_due_at_commit);
-		if (purge_due_at_commit != 0)
-			recall_request_purge(MyDatabaseId, purge_due_at_commit);
+		for (int k = 0; k < RECALL_WORKER_NKINDS; k++)
+			if (wanted_at_commit[k])
+				request(MyDatabaseId, (RecallWorkerKind) k, 0);
 	}
 	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
 		event == XACT_EVENT_PREPARE)
 	{
-		dispatch_at_commit = false;
+		memset(wanted_at_commit, 0, sizeof(wanted_at_commit));
 		purge_at_commit = false;
-		rebuild_due_at_commit = 0;
-		purge_due_at_commit = 0;
 	}
 }
 
@@ -505,7 +493,7 @@ workers_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 Datum
 recall_wake_dispatcher(PG_FUNCTION_ARGS)
 {
-	dispatch_at_commit = true;
+	recall_request_at_commit(RECALL_WORKER_DISPATCHER);
 	PG_RETURN_BOOL(recall_dispatcher_enabled);
 }
 

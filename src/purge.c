@@ -1363,9 +1363,9 @@ recall_purge(PG_FUNCTION_ARGS)
 	 * not see them: the rebuilder reads when they fall due).
 	 */
 	if (cycle.marked_indexes > 0 && recall_index_rebuild_interval_s >= 0)
-		recall_request_rebuild_at_commit(GetCurrentTimestamp());
+		recall_request_at_commit(RECALL_WORKER_REBUILDER);
 	if (cycle.sweep_requested)
-		recall_request_purge_at_commit(GetCurrentTimestamp());
+		recall_request_at_commit(RECALL_WORKER_PURGER);
 	return (Datum) 0;
 }
 

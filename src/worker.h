@@ -55,14 +55,14 @@ extern int	recall_worker_idle_timeout;
  * recall_request_purge, recall_request_rebuild: the database needs its
  * purger (rebuilder) at "due" (0 or a past time: now); the earliest due
  * time per database and kind is kept, and the launcher starts the worker
- * then (a running one has its latch set).  The _at_commit forms ask when
- * the current transaction commits (for work that transaction wrote).
+ * then (a running one has its latch set).
+ * recall_request_at_commit: the same, for now, once the current
+ * transaction commits (for work that transaction wrote).
  */
 extern void recall_request_dispatch(Oid dboid);
 extern void recall_request_purge(Oid dboid, TimestampTz due);
 extern void recall_request_rebuild(Oid dboid, TimestampTz due);
-extern void recall_request_rebuild_at_commit(TimestampTz due);
-extern void recall_request_purge_at_commit(TimestampTz due);
+extern void recall_request_at_commit(RecallWorkerKind kind);
 
 /*
  * For a worker's loop (in the worker process only).
